@@ -5,7 +5,7 @@
 add_library(flotilla_warnings INTERFACE)
 target_compile_options(flotilla_warnings INTERFACE
   -Wall -Wextra -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+  -Wold-style-cast -Woverloaded-virtual -Wimplicit-fallthrough
   -Werror)
 
 # flotilla_library(NAME SOURCES ... [DEPS ...]) declares a component library; its headers

@@ -14,17 +14,21 @@
 #define FLOTILLA_STATUS_CONCAT_INNER(a, b) a##b
 #define FLOTILLA_STATUS_CONCAT(a, b) FLOTILLA_STATUS_CONCAT_INNER(a, b)
 
-// Returns the status of `expr` from the enclosing function when it is not OK.
-#define RETURN_IF_ERROR(expr)                            \
-  do {                                                   \
-    ::absl::Status flotilla_status_ = (expr);            \
-    if (!flotilla_status_.ok()) return flotilla_status_; \
+// Returns the status of `expr` from the enclosing function when it is not OK. (The variable
+// name is unique per use so that uses nested in lambdas do not shadow each other.)
+#define RETURN_IF_ERROR(expr) \
+  FLOTILLA_RETURN_IF_ERROR_IMPL(FLOTILLA_STATUS_CONCAT(flotilla_status_, __COUNTER__), expr)
+
+#define FLOTILLA_RETURN_IF_ERROR_IMPL(var, expr) \
+  do {                                           \
+    ::absl::Status var = (expr);                 \
+    if (!var.ok()) return var;                   \
   } while (false)
 
 // `ASSIGN_OR_RETURN(auto x, f());` evaluates f() (an absl::StatusOr<T>), returns its status
 // when it is not OK, and otherwise moves its value into the declaration or lvalue `lhs`.
 #define ASSIGN_OR_RETURN(lhs, expr) \
-  FLOTILLA_ASSIGN_OR_RETURN_IMPL(FLOTILLA_STATUS_CONCAT(flotilla_statusor_, __LINE__), lhs, expr)
+  FLOTILLA_ASSIGN_OR_RETURN_IMPL(FLOTILLA_STATUS_CONCAT(flotilla_statusor_, __COUNTER__), lhs, expr)
 
 #define FLOTILLA_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                   \

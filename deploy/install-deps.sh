@@ -13,6 +13,8 @@ packages=(
   # etcd: the server for integration tests and the local cluster, etcdctl, and the .proto
   # files from which proto/ derives the etcd client stubs at build time
   etcd-server etcd-client golang-etcd-server-dev
+  # the reference VMM for the test guest's cross-checks and the benchmarks; Linux fixtures
+  qemu-system-x86 qemu-utils
   # test tooling
   iproute2 procps
 )

@@ -10,6 +10,8 @@ JOBS=${JOBS:-$(nproc)}
 
 ./deploy/install-deps.sh
 ./deploy/build.sh
+# Debian's kernel, for the Linux boot test (cached under $BUILD_DIR/fixtures).
+FIXTURES="$BUILD_DIR/fixtures/linux" ./deploy/fetch-linux.sh
 
 # Integration tests start daemons (etcd, ...) and, later, VMs; give them the cores.
 cd "$BUILD_DIR"

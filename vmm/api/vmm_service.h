@@ -1,0 +1,42 @@
+// VmmService: the gRPC control API of one VM (flotilla/v1/vmm.proto), served by flotilla-vmm
+// on a unix socket. Handlers translate to Vm calls; errors map to gRPC codes with the Vm's
+// message.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "flotilla/v1/vmm.grpc.pb.h"
+#include "grpcpp/server.h"
+#include "vmm/vm.h"
+
+namespace flotilla::vmm {
+
+class VmmServiceImpl final : public flotilla::v1::VmmService::Service {
+ public:
+  explicit VmmServiceImpl(Vm& vm) : vm_(vm) {}
+
+  grpc::Status GetInfo(grpc::ServerContext*, const flotilla::v1::GetInfoRequest*,
+                       flotilla::v1::VmmInfo* info) override;
+  grpc::Status Health(grpc::ServerContext*, const flotilla::v1::HealthRequest*,
+                      flotilla::v1::HealthResponse* response) override;
+  grpc::Status Pause(grpc::ServerContext*, const flotilla::v1::PauseRequest*,
+                     flotilla::v1::PauseResponse* response) override;
+  grpc::Status Resume(grpc::ServerContext*, const flotilla::v1::ResumeRequest*,
+                      flotilla::v1::ResumeResponse*) override;
+  grpc::Status Shutdown(grpc::ServerContext*, const flotilla::v1::ShutdownRequest* request,
+                        flotilla::v1::ShutdownResponse*) override;
+  grpc::Status Snapshot(grpc::ServerContext*, const flotilla::v1::SnapshotRequest* request,
+                        flotilla::v1::SnapshotResponse* response) override;
+
+ private:
+  Vm& vm_;
+  absl::Mutex snapshot_mu_;  // one snapshot at a time
+};
+
+// Serves `service` on the unix socket at `path` (a stale socket file there is replaced).
+absl::StatusOr<std::unique_ptr<grpc::Server>> serveOnUnixSocket(const std::string& path,
+                                                                grpc::Service* service);
+
+}  // namespace flotilla::vmm

@@ -1,0 +1,106 @@
+// flotilla-vmmctl (see ctl.h).
+#include "vmm/ctl.h"
+
+#include <cstdio>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "common/rpc/channel.h"
+#include "flotilla/v1/vmm.grpc.pb.h"
+#include "fmt/format.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/create_channel.h"
+
+namespace flotilla::vmm {
+namespace {
+
+int report(const grpc::Status& status, const std::string& socket) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "flotilla-vmmctl: %s\n",
+               status.error_code() == grpc::StatusCode::UNAVAILABLE
+                   ? fmt::format("no VMM answers on {}: {}", socket, status.error_message()).c_str()
+                   : status.error_message().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int runVmmctl(int argc, const char* const* argv) {
+  CLI::App app{"flotilla-vmmctl: controls a running flotilla-vmm through its API socket.",
+               "flotilla-vmmctl"};
+  std::string socket;
+  app.add_option("--api-socket", socket, "the VMM's API socket")->required();
+  uint32_t timeout_ms = 0;
+  std::string directory;
+  app.require_subcommand(1);
+  app.add_subcommand("info", "print the VM's state, configuration and counters as JSON");
+  app.add_subcommand("health", "print SERVING or NOT_SERVING");
+  app.add_subcommand("pause", "pause every vCPU");
+  app.add_subcommand("resume", "resume a paused VM");
+  CLI::App* shutdown = app.add_subcommand("shutdown", "shut the VM down; the VMM exits");
+  shutdown->add_option("--timeout-ms", timeout_ms,
+                       "ask the guest first (Ctrl-Alt-Del) and wait this long (default 0: stop "
+                       "at once)");
+  CLI::App* snapshot = app.add_subcommand("snapshot", "write a snapshot of the VM into DIR");
+  snapshot->add_option("directory", directory, "snapshot directory")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
+  auto stub = flotilla::v1::VmmService::NewStub(channel);
+  grpc::ClientContext context;
+  // Shutdown may wait for the guest; everything else answers promptly.
+  context.set_deadline(deadlineAfter(absl::Milliseconds(timeout_ms) + absl::Seconds(30)));
+  const std::string command = app.get_subcommands().front()->get_name();
+  if (command == "info") {
+    flotilla::v1::VmmInfo info;
+    grpc::Status status = stub->GetInfo(&context, {}, &info);
+    if (!status.ok()) return report(status, socket);
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.add_whitespace = true;
+    options.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(info, &json, options);
+    std::fputs(json.c_str(), stdout);
+    return 0;
+  }
+  if (command == "health") {
+    flotilla::v1::HealthResponse response;
+    grpc::Status status = stub->Health(&context, {}, &response);
+    if (!status.ok()) return report(status, socket);
+    std::puts(flotilla::v1::HealthResponse::Status_Name(response.status()).c_str());
+    return response.status() == flotilla::v1::HealthResponse::SERVING ? 0 : 1;
+  }
+  if (command == "pause") {
+    flotilla::v1::PauseResponse response;
+    grpc::Status status = stub->Pause(&context, {}, &response);
+    if (status.ok())
+      std::printf("paused in %lu us\n", static_cast<unsigned long>(response.pause_us()));
+    return report(status, socket);
+  }
+  if (command == "resume") {
+    flotilla::v1::ResumeResponse response;
+    return report(stub->Resume(&context, {}, &response), socket);
+  }
+  if (command == "shutdown") {
+    flotilla::v1::ShutdownRequest request;
+    request.set_graceful_timeout_ms(timeout_ms);
+    flotilla::v1::ShutdownResponse response;
+    return report(stub->Shutdown(&context, request, &response), socket);
+  }
+  flotilla::v1::SnapshotRequest request;
+  request.set_directory(directory);
+  flotilla::v1::SnapshotResponse response;
+  grpc::Status status = stub->Snapshot(&context, request, &response);
+  if (status.ok()) {
+    std::printf("snapshot written to %s: %lu bytes of memory, guest paused %lu us\n",
+                directory.c_str(), static_cast<unsigned long>(response.memory_bytes_written()),
+                static_cast<unsigned long>(response.paused_us()));
+  }
+  return report(status, socket);
+}
+
+}  // namespace flotilla::vmm

@@ -1,0 +1,100 @@
+// GuestMemory: the VM's RAM, in one memfd mapped shared (so that other threads, and other
+// processes given the fd, can read it), laid out as on a PC: RAM from 0 up to the 32-bit
+// MMIO hole at 3 GiB, the rest from 4 GiB. Every access from the VMM goes through its
+// bounds-checked accessors: guest addresses and lengths are hostile input.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/mmap_region.h"
+#include "common/unique_fd.h"
+#include "vmm/memory/guest_address.h"
+
+namespace flotilla::vmm {
+
+// Start of the 32-bit MMIO hole (LAPIC, IOAPIC, virtio-mmio devices); RAM resumes at 4 GiB.
+inline constexpr GuestAddress kMmioHoleStart{0xC000'0000};
+inline constexpr GuestAddress kHighRamStart{0x1'0000'0000};
+inline constexpr uint64_t kPageSize = 4096;
+
+struct GuestRegion {
+  GuestAddress base;
+  uint64_t size = 0;
+  uint64_t fd_offset = 0;  // where the region's bytes start in the memfd
+
+  GuestAddress end() const { return base + size; }
+};
+
+// The RAM regions of a VM with `ram_bytes` of memory (a multiple of the page size).
+std::vector<GuestRegion> pcMemoryLayout(uint64_t ram_bytes);
+
+class GuestMemory {
+ public:
+  struct Options {
+    bool hugepages = false;  // back RAM with 2 MiB huge pages (they must be reserved)
+  };
+
+  // Allocates `ram_bytes` of RAM (lazily: pages take host memory when first touched). Fails
+  // with a message naming the problem for a size that is zero, not page aligned, or more than
+  // the host has.
+  static absl::StatusOr<GuestMemory> create(uint64_t ram_bytes, const Options& options);
+
+  GuestMemory(GuestMemory&&) = default;
+  GuestMemory& operator=(GuestMemory&&) = default;
+
+  const std::vector<GuestRegion>& regions() const { return regions_; }
+  uint64_t ramBytes() const { return ram_bytes_; }
+  // The memfd holding all of RAM (region i at regions()[i].fd_offset).
+  int fd() const { return memfd_.get(); }
+  // All of RAM as mapped, indexed by memfd offset (what snapshots and migration stream).
+  std::span<uint8_t> backing() const { return mapping_.bytes(); }
+  // The host address where region `index` is mapped (for KVM memory slots).
+  uint8_t* hostAddress(size_t index) const { return mapping_.data() + regions_[index].fd_offset; }
+
+  // Whether [addr, addr + length) lies inside one region.
+  bool contains(GuestAddress addr, uint64_t length) const;
+
+  // The host bytes of [addr, addr + length); OutOfRange unless they lie inside one region.
+  absl::StatusOr<std::span<uint8_t>> span(GuestAddress addr, uint64_t length) const;
+
+  absl::Status read(GuestAddress addr, std::span<uint8_t> out) const;
+  absl::Status write(GuestAddress addr, std::span<const uint8_t> data) const;
+
+  template <typename T>
+  absl::StatusOr<T> readObject(GuestAddress addr) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    absl::Status status = read(addr, {reinterpret_cast<uint8_t*>(&value), sizeof(T)});
+    if (!status.ok()) return status;
+    return value;
+  }
+
+  template <typename T>
+  absl::Status writeObject(GuestAddress addr, const T& value) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(addr, {reinterpret_cast<const uint8_t*>(&value), sizeof(T)});
+  }
+
+ private:
+  GuestMemory(UniqueFd memfd, MmapRegion mapping, std::vector<GuestRegion> regions,
+              uint64_t ram_bytes)
+      : memfd_(std::move(memfd)),
+        mapping_(std::move(mapping)),
+        regions_(std::move(regions)),
+        ram_bytes_(ram_bytes) {}
+
+  // The region holding [addr, addr + length), or null.
+  const GuestRegion* find(GuestAddress addr, uint64_t length) const;
+
+  UniqueFd memfd_;
+  MmapRegion mapping_;  // the whole memfd, regions at their fd offsets
+  std::vector<GuestRegion> regions_;
+  uint64_t ram_bytes_ = 0;
+};
+
+}  // namespace flotilla::vmm

@@ -1,0 +1,131 @@
+// flotilla-vmm's options (see options.h).
+#include "vmm/options.h"
+
+#include <optional>
+
+#include "CLI/CLI.hpp"
+#include "common/config.h"
+#include "common/status.h"
+#include "common/units.h"
+#include "fmt/format.h"
+#include "fmt/ranges.h"
+#include "vmm/exit_codes.h"
+#include "vmm/vcpu/cpuid.h"
+
+namespace flotilla::vmm {
+namespace {
+
+// The values as given on the command line (unset: not given).
+struct Flags {
+  std::optional<std::string> config, name, kernel, initrd, cmdline, memory, cpu_model, serial,
+      api_socket, restore, log_level, log_file;
+  std::optional<uint32_t> vcpus;
+  bool hugepages = false;
+};
+
+absl::Status usage(std::string message) {
+  return withExitCode(absl::InvalidArgumentError(std::move(message)), kExitUsage);
+}
+
+absl::Status loadConfigFile(const std::string& path, Flags& values, VmmOptions& options) {
+  auto document = ConfigDocument::loadFile(path);
+  if (!document.ok()) return withExitCode(document.status(), kExitUsage);
+  ConfigNode root = document->root();
+  std::string memory, serial, log_level;
+  root.optional("name", options.vm.name);
+  root.optional("kernel", options.vm.kernel);
+  root.optional("initrd", options.vm.initrd);
+  root.optional("cmdline", options.vm.cmdline);
+  root.optional("vcpus", options.vm.vcpus);
+  root.optional("memory", options.vm.memory_bytes, ConfigNode::kByteSize);
+  root.optional("cpu_model", options.vm.cpu_model);
+  root.optional("hugepages", options.vm.hugepages);
+  root.optional("serial", serial);
+  root.optional("api_socket", options.api_socket);
+  root.optional("restore", options.restore);
+  root.optional("log_level", log_level);
+  root.optional("log_file", options.log.file);
+  absl::Status finished = document->finish();
+  if (!finished.ok()) return withExitCode(finished, kExitUsage);
+  // Text values that need parsing go through the same path as the flags (unless overridden).
+  if (!serial.empty() && !values.serial) values.serial = serial;
+  if (!log_level.empty() && !values.log_level) values.log_level = log_level;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
+  VmmOptions options;
+  Flags flags;
+  CLI::App app{
+      "flotilla-vmm: runs one virtual machine on KVM.\n"
+      "Boots a kernel (bzImage, vmlinux ELF or PVH ELF) or resumes a snapshot; the serial "
+      "console goes to standard output unless --serial says otherwise.",
+      "flotilla-vmm"};
+  app.add_option("--config", flags.config, "YAML file with any of these options");
+  app.add_option("--name", flags.name, "the VM's name, in logs");
+  app.add_option("--kernel", flags.kernel, "kernel image (bzImage, vmlinux or PVH ELF)");
+  app.add_option("--initrd", flags.initrd, "initial ramdisk");
+  app.add_option("--cmdline", flags.cmdline, "kernel command line");
+  app.add_option("--memory", flags.memory, "guest memory, e.g. 512M or 2G (default 512M)");
+  app.add_option("--vcpus", flags.vcpus, "number of vCPUs (default 1)");
+  app.add_option("--cpu-model", flags.cpu_model,
+                 fmt::format("CPU model: {} (default host)", fmt::join(cpuModelNames(), ", ")));
+  app.add_flag("--hugepages", flags.hugepages, "back guest memory with 2 MiB huge pages");
+  app.add_option("--serial", flags.serial,
+                 "serial console: stdout (default), file:PATH, socket:PATH or none");
+  app.add_option("--api-socket", flags.api_socket, "serve the VmmService API on this unix socket");
+  app.add_option("--restore", flags.restore, "resume the snapshot in this directory");
+  app.add_option("--log-level", flags.log_level, "debug, info (default), warn or error");
+  app.add_option("--log-file", flags.log_file, "write logs to this file instead of stderr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    options.help = true;
+    options.help_text = app.help();
+    return options;
+  } catch (const CLI::ParseError& e) {
+    return usage(fmt::format("{}; see flotilla-vmm --help", e.what()));
+  }
+
+  if (flags.config) RETURN_IF_ERROR(loadConfigFile(*flags.config, flags, options));
+  if (flags.name) options.vm.name = *flags.name;
+  if (flags.kernel) options.vm.kernel = *flags.kernel;
+  if (flags.initrd) options.vm.initrd = *flags.initrd;
+  if (flags.cmdline) options.vm.cmdline = *flags.cmdline;
+  if (flags.vcpus) options.vm.vcpus = *flags.vcpus;
+  if (flags.cpu_model) options.vm.cpu_model = *flags.cpu_model;
+  if (flags.hugepages) options.vm.hugepages = true;
+  if (flags.api_socket) options.api_socket = *flags.api_socket;
+  if (flags.restore) options.restore = *flags.restore;
+  if (flags.log_file) options.log.file = *flags.log_file;
+  if (flags.memory) {
+    auto bytes = parseByteSize(*flags.memory);
+    if (!bytes.ok()) return usage(fmt::format("--memory: {}", bytes.status().message()));
+    options.vm.memory_bytes = *bytes;
+  }
+  if (flags.serial) {
+    auto console = parseConsoleConfig(*flags.serial);
+    if (!console.ok()) return usage(fmt::format("--serial: {}", console.status().message()));
+    options.vm.console = *console;
+  }
+  if (flags.log_level) {
+    auto level = parseLogLevel(*flags.log_level);
+    if (!level.ok()) return usage(fmt::format("--log-level: {}", level.status().message()));
+    options.log.level = *level;
+  }
+  if (options.restore.empty() && options.vm.kernel.empty()) {
+    return usage("nothing to run: give --kernel FILE to boot, or --restore DIR to resume");
+  }
+  if (!options.restore.empty() && (flags.kernel || flags.initrd || flags.cmdline || flags.vcpus ||
+                                   flags.memory || flags.cpu_model)) {
+    return usage(
+        "--restore resumes a snapshot as it was: --kernel, --initrd, --cmdline, --vcpus, "
+        "--memory and --cpu-model do not apply");
+  }
+  if (options.restore.empty()) RETURN_IF_ERROR(validateVmConfig(options.vm));
+  return options;
+}
+
+}  // namespace flotilla::vmm

@@ -1,0 +1,425 @@
+// Vm (see vm.h).
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/thread.h"
+#include "common/units.h"
+#include "fmt/format.h"
+#include "vmm/boot/boot.h"
+#include "vmm/exit_codes.h"
+#include "vmm/state/vcpu_state.h"
+#include "vmm/vcpu/cpuid.h"
+#include "vmm/vcpu/msrs.h"
+#include "vmm/vcpu/setup.h"
+
+namespace flotilla::vmm {
+namespace {
+
+// KVM needs three pages for a real-mode TSS and one for an identity-mapped page table on
+// Intel hosts; both go at the top of the MMIO hole, where no RAM or device is.
+constexpr uint64_t kTssAddress = 0xfffbd000;
+constexpr uint64_t kIdentityMapAddress = 0xfffbc000;
+
+constexpr uint32_t kMaxVcpus = 254;  // xAPIC ids, with the IOAPIC's id after the last vCPU
+constexpr uint64_t kMinMemory = uint64_t{32} << 20;
+constexpr uint64_t kMaxImageBytes = uint64_t{1} << 30;
+
+class KvmInterruptLine final : public InterruptLine {
+ public:
+  KvmInterruptLine(const VmFd& vm, uint32_t irq) : vm_(vm), irq_(irq) {}
+  void setLevel(bool high) override { (void)vm_.irqLine(irq_, high); }
+
+ private:
+  const VmFd& vm_;
+  const uint32_t irq_;
+};
+
+absl::StatusOr<std::vector<uint8_t>> readImage(const std::string& path, std::string_view what) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return withExitCode(errnoStatus(errno, fmt::format("cannot read the {} {}", what, path)),
+                        kExitBadKernel);
+  }
+  off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  if (size < 0 || ::lseek(fd.get(), 0, SEEK_SET) < 0) {
+    return withExitCode(errnoStatus(errno, fmt::format("cannot read the {} {}", what, path)),
+                        kExitBadKernel);
+  }
+  if (static_cast<uint64_t>(size) > kMaxImageBytes) {
+    return withExitCode(
+        absl::InvalidArgumentError(fmt::format("the {} {} is {}: more than the {} limit", what,
+                                               path, formatByteSize(static_cast<uint64_t>(size)),
+                                               formatByteSize(kMaxImageBytes))),
+        kExitBadKernel);
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return withExitCode(
+          errnoStatus(n < 0 ? errno : EIO, fmt::format("cannot read the {} {}", what, path)),
+          kExitBadKernel);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+absl::Status validateVmConfig(const VmConfig& config) {
+  auto usage = [](std::string message) {
+    return withExitCode(absl::InvalidArgumentError(std::move(message)), kExitUsage);
+  };
+  if (config.vcpus == 0 || config.vcpus > kMaxVcpus) {
+    return usage(
+        fmt::format("{} vCPUs is not possible: give between 1 and {}", config.vcpus, kMaxVcpus));
+  }
+  if (config.memory_bytes < kMinMemory || config.memory_bytes % kPageSize != 0) {
+    return usage(fmt::format("memory of {} bytes is not possible: give at least {} in whole pages",
+                             config.memory_bytes, formatByteSize(kMinMemory)));
+  }
+  return absl::OkStatus();
+}
+
+Vm::Vm(VmConfig config, Kvm kvm, VmFd vm_fd, GuestMemory memory, std::unique_ptr<EventLoop> loop)
+    : config_(std::move(config)),
+      log_(Logger("vmm").with("vm", config_.name)),
+      kvm_(std::move(kvm)),
+      vm_fd_(std::move(vm_fd)),
+      memory_(std::move(memory)),
+      loop_(std::move(loop)) {}
+
+Vm::~Vm() {
+  monitor_ = std::jthread();  // request stop and join
+  stopVcpus();
+  loop_->stop();
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& config, GuestMemory memory) {
+  auto kvm = Kvm::open();
+  if (!kvm.ok()) return withExitCode(kvm.status(), kExitNoResources);
+  auto vm_fd = kvm->createVm();
+  if (!vm_fd.ok()) return withExitCode(vm_fd.status(), kExitNoResources);
+  auto internal = [](absl::Status status) { return withExitCode(status, kExitInternalError); };
+  RETURN_IF_ERROR(internal(vm_fd->setTssAddress(kTssAddress)));
+  RETURN_IF_ERROR(internal(vm_fd->setIdentityMapAddress(kIdentityMapAddress)));
+  RETURN_IF_ERROR(internal(vm_fd->createIrqchip()));
+  RETURN_IF_ERROR(internal(vm_fd->createPit2()));
+  for (size_t i = 0; i < memory.regions().size(); ++i) {
+    const GuestRegion& region = memory.regions()[i];
+    RETURN_IF_ERROR(internal(vm_fd->setUserMemoryRegion(static_cast<uint32_t>(i), region.base.raw(),
+                                                        region.size, memory.hostAddress(i))));
+  }
+  auto loop = EventLoop::create("vmm-events");
+  if (!loop.ok()) return internal(loop.status());
+  std::unique_ptr<Vm> vm(
+      new Vm(config, std::move(*kvm), std::move(*vm_fd), std::move(memory), std::move(*loop)));
+  auto msrs = vm->kvm_.msrIndexList();
+  if (!msrs.ok()) return internal(msrs.status());
+  vm->kvm_msrs_ = std::move(*msrs);
+  RETURN_IF_ERROR(vm->addDevices());
+  RETURN_IF_ERROR(vm->createVcpus());
+  return vm;
+}
+
+absl::Status Vm::addDevices() {
+  auto console = openConsole(config_.console, *loop_);
+  if (!console.ok()) return withExitCode(console.status(), kExitUsage);
+  console_ = std::move(*console);
+  serial_ = std::make_shared<Serial>(console_,
+                                     std::make_shared<KvmInterruptLine>(vm_fd_, Serial::kCom1Irq));
+  if (auto* socket = dynamic_cast<ConsoleSocket*>(console_.get())) socket->setInput(serial_);
+  i8042_ = std::make_shared<I8042>(std::make_shared<KvmInterruptLine>(vm_fd_, I8042::kIrq), [this] {
+    endVm({VmEnd::Reason::kReset, kExitOk, "the guest reset the machine (keyboard controller)"});
+  });
+  cmos_ = std::make_shared<Cmos>(systemClock());
+  debug_exit_ = std::make_shared<DebugExit>([this](uint32_t value) {
+    endVm({VmEnd::Reason::kGuestExit, DebugExit::exitStatus(value),
+           fmt::format("the guest wrote {:#x} to the debug-exit port", value)});
+  });
+  auto internal = [](absl::Status status) { return withExitCode(status, kExitInternalError); };
+  RETURN_IF_ERROR(
+      internal(io_bus_.add(Serial::kCom1Base, Serial::kRegisterCount, "com1", serial_)));
+  RETURN_IF_ERROR(internal(io_bus_.add(I8042::kBase, I8042::kSize, "i8042", i8042_)));
+  RETURN_IF_ERROR(internal(io_bus_.add(Cmos::kBase, Cmos::kSize, "cmos", cmos_)));
+  RETURN_IF_ERROR(
+      internal(io_bus_.add(DebugExit::kPort, DebugExit::kSize, "debug-exit", debug_exit_)));
+  return absl::OkStatus();
+}
+
+absl::Status Vm::createVcpus() {
+  auto supported = kvm_.supportedCpuid();
+  if (!supported.ok()) return withExitCode(supported.status(), kExitInternalError);
+  absl::Status model = checkCpuModel(supported->entries, config_.cpu_model);
+  if (!model.ok()) {
+    return withExitCode(model, absl::IsInvalidArgument(model) ? kExitUsage : kExitNoResources);
+  }
+  auto mmap_size = kvm_.vcpuMmapSize();
+  if (!mmap_size.ok()) return withExitCode(mmap_size.status(), kExitInternalError);
+  Vcpu::installKickHandler();
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    auto fd = vm_fd_.createVcpu(i, *mmap_size);
+    if (!fd.ok()) return withExitCode(fd.status(), kExitNoResources);
+    auto cpuid = buildCpuid(supported->entries, config_.cpu_model, i, config_.vcpus);
+    if (!cpuid.ok()) return withExitCode(cpuid.status(), kExitInternalError);
+    absl::Status configured = configureVcpu(*fd, *cpuid, kvm_msrs_);
+    if (!configured.ok()) {
+      return withExitCode(annotate(configured, fmt::format("configuring vCPU {}", i)),
+                          kExitInternalError);
+    }
+    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(*fd), *this, log_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  RETURN_IF_ERROR(validateVmConfig(config));
+  if (config.kernel.empty()) {
+    return withExitCode(absl::InvalidArgumentError("no kernel given: use --kernel FILE"),
+                        kExitUsage);
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> kernel, readImage(config.kernel, "kernel"));
+  std::vector<uint8_t> initrd;
+  if (!config.initrd.empty()) {
+    ASSIGN_OR_RETURN(initrd, readImage(config.initrd, "initrd"));
+  }
+  auto memory = GuestMemory::create(config.memory_bytes, {.hugepages = config.hugepages});
+  if (!memory.ok()) return withExitCode(memory.status(), kExitNoResources);
+  ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, build(config, std::move(*memory)));
+
+  BootConfig boot_config;
+  boot_config.kernel = kernel;
+  boot_config.initrd = initrd;
+  boot_config.cmdline = config.cmdline;
+  boot_config.vcpus = config.vcpus;
+  auto boot = prepareBoot(vm->memory_, boot_config);
+  if (!boot.ok()) {
+    return withExitCode(annotate(boot.status(), fmt::format("booting {}", config.kernel)),
+                        kExitBadKernel);
+  }
+  absl::Status registers = setBootRegisters(vm->vcpus_[0]->fd(), boot->entry);
+  if (!registers.ok()) return withExitCode(registers, kExitInternalError);
+  vm->log_.info("{} kernel {} loaded at {}-{}, entry {:#x}, {} vCPUs, {} of memory",
+                kernelFormatName(boot->format), config.kernel, boot->kernel_start, boot->kernel_end,
+                boot->entry.rip, config.vcpus, formatByteSize(config.memory_bytes));
+  return vm;
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMemory memory,
+                                                const flotilla::v1::VmSnapshot& snapshot) {
+  VmConfig restored = config;
+  restored.vcpus = snapshot.config().vcpus();
+  restored.memory_bytes = snapshot.config().memory_bytes();
+  restored.cpu_model = snapshot.config().cpu_model();
+  restored.hugepages = snapshot.config().hugepages();
+  if (restored.name == "vm" && !snapshot.config().name().empty()) {
+    restored.name = snapshot.config().name();
+  }
+  auto bad = [](std::string message) {
+    return withExitCode(absl::DataLossError(std::move(message)), kExitBadSnapshot);
+  };
+  absl::Status valid = validateVmConfig(restored);
+  if (!valid.ok())
+    return bad(fmt::format("the snapshot's configuration is invalid: {}", valid.message()));
+  if (static_cast<uint32_t>(snapshot.vcpus_size()) != restored.vcpus) {
+    return bad(fmt::format("the snapshot has {} vCPU states for {} vCPUs", snapshot.vcpus_size(),
+                           restored.vcpus));
+  }
+  if (memory.ramBytes() != restored.memory_bytes) {
+    return bad(fmt::format("the snapshot's memory is {} bytes, its VM has {}", memory.ramBytes(),
+                           restored.memory_bytes));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, build(restored, std::move(memory)));
+  absl::Status status = vm->restoreState(snapshot);
+  if (!status.ok()) {
+    return withExitCode(annotate(status, "restoring the snapshot"), kExitBadSnapshot);
+  }
+  vm->log_.info("restored {} vCPUs, {} of memory", restored.vcpus,
+                formatByteSize(restored.memory_bytes));
+  return vm;
+}
+
+absl::Status Vm::start(bool paused) {
+  absl::MutexLock lock(&mu_);
+  if (run_state_ != RunState::kCreated) {
+    return absl::FailedPreconditionError("the VM was already started");
+  }
+  loop_->start();
+  for (auto& vcpu : vcpus_) vcpu->start(paused);
+  run_state_ = paused ? RunState::kPaused : RunState::kRunning;
+  started_at_ = systemClock().now();
+  monitor_ = std::jthread([this](std::stop_token stop) { monitor(stop); });
+  return absl::OkStatus();
+}
+
+absl::Status Vm::pause() {
+  absl::MutexLock lock(&mu_);
+  if (run_state_ == RunState::kPaused) return absl::OkStatus();
+  if (run_state_ != RunState::kRunning) {
+    return absl::FailedPreconditionError("the VM is not running");
+  }
+  for (auto& vcpu : vcpus_) vcpu->pause();
+  // Tell the guest's kvmclock it was stopped, so that it does not take the pause for a
+  // soft lockup (fails harmlessly when the guest does not use kvmclock).
+  for (auto& vcpu : vcpus_) (void)vcpu->fd().kvmclockCtrl();
+  run_state_ = RunState::kPaused;
+  return absl::OkStatus();
+}
+
+absl::Status Vm::resume() {
+  absl::MutexLock lock(&mu_);
+  if (run_state_ == RunState::kRunning) return absl::OkStatus();
+  if (run_state_ != RunState::kPaused) {
+    return absl::FailedPreconditionError("the VM is not paused");
+  }
+  for (auto& vcpu : vcpus_) vcpu->resume();
+  run_state_ = RunState::kRunning;
+  return absl::OkStatus();
+}
+
+void Vm::shutdown(absl::Duration graceful) {
+  if (graceful > absl::ZeroDuration() && runState() == RunState::kRunning) {
+    log_.info("asking the guest to shut down (Ctrl-Alt-Del), waiting up to {}",
+              absl::FormatDuration(graceful));
+    i8042_->sendCtrlAltDel();
+    if (waitForEnd(graceful).has_value()) return;
+    log_.warn("the guest did not shut down within {}; stopping it", absl::FormatDuration(graceful));
+  }
+  endVm({VmEnd::Reason::kShutdown, kExitOk, "shut down by request"});
+}
+
+void Vm::endVm(VmEnd end) {
+  absl::MutexLock lock(&mu_);
+  if (end_.has_value()) return;  // the first reason wins
+  log_.info("ending: {}{}{}", vmEndReasonName(end.reason), end.detail.empty() ? "" : ": ",
+            end.detail);
+  end_ = std::move(end);
+}
+
+VmEnd Vm::waitForEnd() {
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Vm* vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vm->mu_) { return vm->end_.has_value(); }, this));
+  }
+  stopVcpus();
+  absl::MutexLock lock(&mu_);
+  run_state_ = RunState::kEnded;
+  return *end_;
+}
+
+std::optional<VmEnd> Vm::waitForEnd(absl::Duration timeout) {
+  {
+    absl::MutexLock lock(&mu_);
+    bool ended = mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Vm* vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vm->mu_) { return vm->end_.has_value(); },
+            this),
+        timeout);
+    if (!ended) return std::nullopt;
+  }
+  return waitForEnd();
+}
+
+void Vm::stopVcpus() {
+  for (auto& vcpu : vcpus_) vcpu->stop();
+}
+
+void Vm::monitor(std::stop_token stop) {
+  setCurrentThreadName("vm-monitor");
+  while (!stop.stop_requested()) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Vm* vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vm->mu_) { return vm->end_.has_value(); },
+              this),
+          absl::Seconds(1));
+      if (end_.has_value() || run_state_ != RunState::kRunning) continue;
+    }
+    // A guest that halted every vCPU with interrupts disabled can never run again: that is
+    // how a kernel without ACPI powers off.
+    bool all_halted = true;
+    for (auto& vcpu : vcpus_) {
+      if (!vcpu->idleForever()) {
+        all_halted = false;
+        break;
+      }
+    }
+    if (all_halted) {
+      endVm({VmEnd::Reason::kHalted, kExitOk, "every vCPU halted with interrupts disabled"});
+    }
+  }
+}
+
+Vm::RunState Vm::runState() const {
+  absl::MutexLock lock(&mu_);
+  return run_state_;
+}
+
+std::vector<VcpuCounters> Vm::vcpuCounters() const {
+  std::vector<VcpuCounters> counters;
+  for (const auto& vcpu : vcpus_) counters.push_back(vcpu->counters());
+  return counters;
+}
+
+absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (run_state_ != RunState::kPaused) {
+      return absl::FailedPreconditionError("the VM must be paused to save its state");
+    }
+  }
+  flotilla::v1::VmSnapshot snapshot;
+  flotilla::v1::VmConfigState* config = snapshot.mutable_config();
+  config->set_name(config_.name);
+  config->set_vcpus(config_.vcpus);
+  config->set_memory_bytes(config_.memory_bytes);
+  config->set_cpu_model(config_.cpu_model);
+  config->set_hugepages(config_.hugepages);
+  const std::vector<uint32_t> msrs = msrsToSave(kvm_msrs_);
+  for (const auto& vcpu : vcpus_) {
+    ASSIGN_OR_RETURN(*snapshot.add_vcpus(),
+                     saveVcpuState(vcpu->fd(), vcpu->index(), msrs, kvm_.xsaveSize()));
+  }
+  ASSIGN_OR_RETURN(*snapshot.mutable_irqchip(), saveIrqchipState(vm_fd_));
+  *snapshot.mutable_devices()->mutable_serial() = serial_->save();
+  *snapshot.mutable_devices()->mutable_i8042() = i8042_->save();
+  *snapshot.mutable_devices()->mutable_cmos() = cmos_->save();
+  ASSIGN_OR_RETURN(uint32_t tsc_khz, vcpus_[0]->fd().getTscKhz());
+  snapshot.set_tsc_khz(tsc_khz);
+  return snapshot;
+}
+
+absl::Status Vm::restoreState(const flotilla::v1::VmSnapshot& snapshot) {
+  RETURN_IF_ERROR(restoreIrqchipState(vm_fd_, snapshot.irqchip()));
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    RETURN_IF_ERROR(annotate(
+        restoreVcpuState(vcpus_[i]->fd(), snapshot.vcpus(static_cast<int>(i)), kvm_.xsaveSize()),
+        fmt::format("vCPU {}", i)));
+  }
+  serial_->restore(snapshot.devices().serial());
+  i8042_->restore(snapshot.devices().i8042());
+  cmos_->restore(snapshot.devices().cmos());
+  auto tsc_khz = vcpus_[0]->fd().getTscKhz();
+  if (tsc_khz.ok() && snapshot.tsc_khz() != 0 && *tsc_khz != snapshot.tsc_khz()) {
+    log_.warn(
+        "the snapshot was taken on a host whose TSC runs at {} kHz, this one at {} kHz: "
+        "the guest's clock will drift until it recalibrates",
+        snapshot.tsc_khz(), *tsc_khz);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace flotilla::vmm
