@@ -21,10 +21,13 @@ function(flotilla_library name)
 endfunction()
 
 # flotilla_executable(NAME SOURCES ... [DEPS ...]) declares a program in build/bin/.
+# Relative relocations are packed (DT_RELR, glibc >= 2.36): a position-independent program
+# then reads and writes far fewer pages when it starts.
 function(flotilla_executable name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} flotilla_warnings)
+  target_link_options(${name} PRIVATE -Wl,-z,pack-relative-relocs)
 endfunction()
 
 # flotilla_test(NAME LABEL unit|integration|e2e SOURCES ... [DEPS ...] [TIMEOUT s])

@@ -115,6 +115,11 @@ grpc::Status VmmServiceImpl::Snapshot(grpc::ServerContext*,
   }
   if (was_running) status = vm_.resume();
   response->set_paused_us(microsSince(start));
+  // Syncing to disk needs no pause: the files are final.
+  if (stats.ok()) {
+    absl::Status committed = commitSnapshot(request->directory());
+    if (!committed.ok()) stats = committed;
+  }
   if (!stats.ok()) {
     return toGrpcStatus(
         annotate(stats.status(), fmt::format("writing a snapshot to {}", request->directory())));

@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "common/units.h"
 #include "fmt/format.h"
+#include "vmm/memory/memory_loader.h"
 
 namespace flotilla::vmm {
 namespace {
@@ -89,6 +90,10 @@ const GuestRegion* GuestMemory::find(GuestAddress addr, uint64_t length) const {
     }
   }
   return nullptr;
+}
+
+absl::Status GuestMemory::waitLoaded() const {
+  return loader_ ? loader_->waitLoaded() : absl::OkStatus();
 }
 
 bool GuestMemory::contains(GuestAddress addr, uint64_t length) const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "vmm/memory/guest_address.h"
 
 namespace flotilla::vmm {
+
+class MemoryLoader;
 
 // Start of the 32-bit MMIO hole (LAPIC, IOAPIC, virtio-mmio devices); RAM resumes at 4 GiB.
 inline constexpr GuestAddress kMmioHoleStart{0xC000'0000};
@@ -56,6 +59,11 @@ class GuestMemory {
   // The host address where region `index` is mapped (for KVM memory slots).
   uint8_t* hostAddress(size_t index) const { return mapping_.data() + regions_[index].fd_offset; }
 
+  // Memory restored lazily (memory_loader.h) is complete only once its loader is done: code
+  // that reads the memfd's extents (snapshots, migration) calls waitLoaded() first.
+  void setLoader(std::shared_ptr<MemoryLoader> loader) { loader_ = std::move(loader); }
+  absl::Status waitLoaded() const;
+
   // Whether [addr, addr + length) lies inside one region.
   bool contains(GuestAddress addr, uint64_t length) const;
 
@@ -95,6 +103,7 @@ class GuestMemory {
   MmapRegion mapping_;  // the whole memfd, regions at their fd offsets
   std::vector<GuestRegion> regions_;
   uint64_t ram_bytes_ = 0;
+  std::shared_ptr<MemoryLoader> loader_;
 };
 
 }  // namespace flotilla::vmm

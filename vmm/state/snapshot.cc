@@ -15,6 +15,8 @@
 #include "common/unique_fd.h"
 #include "common/units.h"
 #include "fmt/format.h"
+#include "vmm/memory/extents.h"
+#include "vmm/memory/memory_loader.h"
 
 namespace flotilla::vmm {
 namespace {
@@ -65,27 +67,6 @@ bool isZero(const uint8_t* page) {
   return true;
 }
 
-// Calls `visit(offset, length)` for every allocated extent of `fd` in [0, size): the parts
-// that are not holes. Memfds and most file systems report holes through SEEK_HOLE.
-template <typename Visit>
-absl::Status forEachDataExtent(int fd, uint64_t size, const std::string& path, Visit visit) {
-  off_t offset = 0;
-  while (static_cast<uint64_t>(offset) < size) {
-    off_t data = ::lseek(fd, offset, SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // no data after offset
-      return errnoStatus(errno, fmt::format("finding the data in {}", path));
-    }
-    off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) return errnoStatus(errno, fmt::format("finding the holes in {}", path));
-    hole = std::min<off_t>(hole, static_cast<off_t>(size));
-    if (data >= hole) break;
-    RETURN_IF_ERROR(visit(static_cast<uint64_t>(data), static_cast<uint64_t>(hole - data)));
-    offset = hole;
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
@@ -94,6 +75,8 @@ absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
   if (::mkdir(directory.c_str(), 0750) != 0 && errno != EEXIST) {
     return errnoStatus(errno, fmt::format("creating snapshot directory {}", directory));
   }
+  // Memory restored lazily must be all there before its memfd is read.
+  RETURN_IF_ERROR(memory.waitLoaded());
   // Memory first: only a finished memory file may sit next to a state file.
   ::unlink(statePath(directory).c_str());
   const std::string memory_path = memoryPath(directory);
@@ -103,33 +86,31 @@ absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
   // Only extents the guest ever touched are allocated in the memfd (reading the others would
   // allocate them); within those, zero pages stay holes in the file too.
   const uint8_t* base = memory.backing().data();
-  RETURN_IF_ERROR(
-      forEachDataExtent(memory.fd(), memory.ramBytes(), "guest memory",
-                        [&](uint64_t offset, uint64_t length) -> absl::Status {
-                          uint64_t run_start = 0;
-                          uint64_t run_length = 0;
-                          for (uint64_t page = offset; page < offset + length; page += kPageSize) {
-                            if (!isZero(base + page)) {
-                              if (run_length == 0) run_start = page;
-                              run_length += kPageSize;
-                              continue;
-                            }
-                            if (run_length > 0) {
-                              RETURN_IF_ERROR(writeAll(out.get(), base + run_start, run_length,
-                                                       static_cast<off_t>(run_start), memory_path));
-                              stats.memory_bytes_written += run_length;
-                              run_length = 0;
-                            }
-                          }
-                          if (run_length > 0) {
-                            RETURN_IF_ERROR(writeAll(out.get(), base + run_start, run_length,
-                                                     static_cast<off_t>(run_start), memory_path));
-                            stats.memory_bytes_written += run_length;
-                          }
-                          return absl::OkStatus();
-                        }));
-  if (::ftruncate(out.get(), static_cast<off_t>(memory.ramBytes())) != 0 ||
-      ::fsync(out.get()) != 0) {
+  ASSIGN_OR_RETURN(std::vector<Extent> extents,
+                   dataExtents(memory.fd(), memory.ramBytes(), "guest memory"));
+  // Runs of non-zero pages are written with one call each.
+  uint64_t run_start = 0;
+  uint64_t run_length = 0;
+  auto flush = [&]() -> absl::Status {
+    if (run_length == 0) return absl::OkStatus();
+    RETURN_IF_ERROR(writeAll(out.get(), base + run_start, run_length, static_cast<off_t>(run_start),
+                             memory_path));
+    stats.memory_bytes_written += run_length;
+    run_length = 0;
+    return absl::OkStatus();
+  };
+  for (const Extent& extent : extents) {
+    for (uint64_t page = extent.offset; page < extent.offset + extent.length; page += kPageSize) {
+      if (isZero(base + page)) {
+        RETURN_IF_ERROR(flush());
+        continue;
+      }
+      if (run_length == 0) run_start = page;
+      run_length += kPageSize;
+    }
+    RETURN_IF_ERROR(flush());
+  }
+  if (::ftruncate(out.get(), static_cast<off_t>(memory.ramBytes())) != 0) {
     return errnoStatus(errno, fmt::format("finishing {}", memory_path));
   }
 
@@ -150,11 +131,24 @@ absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
                            sizeof(header), 0, temporary));
   RETURN_IF_ERROR(writeAll(state_fd.get(), reinterpret_cast<const uint8_t*>(payload.data()),
                            payload.size(), sizeof(header), temporary));
-  if (::fsync(state_fd.get()) != 0) return errnoStatus(errno, fmt::format("syncing {}", temporary));
-  if (::rename(temporary.c_str(), statePath(directory).c_str()) != 0) {
-    return errnoStatus(errno, fmt::format("renaming {}", temporary));
-  }
   return stats;
+}
+
+absl::Status commitSnapshot(const std::string& directory) {
+  for (const std::string& path : {memoryPath(directory), statePath(directory) + ".tmp"}) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid() || ::fsync(fd.get()) != 0) {
+      return errnoStatus(errno, fmt::format("syncing {}", path));
+    }
+  }
+  if (::rename((statePath(directory) + ".tmp").c_str(), statePath(directory).c_str()) != 0) {
+    return errnoStatus(errno, fmt::format("publishing {}", statePath(directory)));
+  }
+  UniqueFd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() || ::fsync(dir.get()) != 0) {
+    return errnoStatus(errno, fmt::format("syncing {}", directory));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<flotilla::v1::VmSnapshot> readSnapshotState(const std::string& directory) {
@@ -218,30 +212,9 @@ absl::StatusOr<GuestMemory> readSnapshotMemory(const std::string& directory,
   }
   ASSIGN_OR_RETURN(GuestMemory memory,
                    GuestMemory::create(ram, {.hugepages = state.config().hugepages()}));
-  uint8_t* base = memory.backing().data();
-  RETURN_IF_ERROR(
-      forEachDataExtent(in.get(), ram, path, [&](uint64_t offset, uint64_t length) -> absl::Status {
-        // The kernel copies from the page cache into the memfd without touching our mappings.
-        loff_t in_offset = static_cast<loff_t>(offset);
-        loff_t out_offset = static_cast<loff_t>(offset);
-        uint64_t left = length;
-        while (left > 0) {
-          ssize_t n = ::copy_file_range(in.get(), &in_offset, memory.fd(), &out_offset, left, 0);
-          if (n < 0 && errno == EINTR) continue;
-          if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) break;
-          if (n <= 0) return errnoStatus(n < 0 ? errno : EIO, fmt::format("reading {}", path));
-          left -= static_cast<uint64_t>(n);
-        }
-        // Where copy_file_range cannot go, plain reads into the mapping do.
-        while (left > 0) {
-          ssize_t n = ::pread(in.get(), base + (length - left) + offset, left,
-                              static_cast<off_t>(offset + length - left));
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) return errnoStatus(n < 0 ? errno : EIO, fmt::format("reading {}", path));
-          left -= static_cast<uint64_t>(n);
-        }
-        return absl::OkStatus();
-      }));
+  ASSIGN_OR_RETURN(std::shared_ptr<MemoryLoader> loader,
+                   MemoryLoader::start(memory, std::move(in), path));
+  memory.setLoader(std::move(loader));
   return memory;
 }
 
