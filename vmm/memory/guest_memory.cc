@@ -73,9 +73,19 @@ absl::StatusOr<GuestMemory> GuestMemory::create(uint64_t ram_bytes, const Option
   if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
     return errnoStatus(errno, "sealing the guest memory file");
   }
-  auto mapping =
-      MmapRegion::map(ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd.get());
-  if (!mapping.ok()) return annotate(mapping.status(), "mapping guest memory");
+  // Huge pages are reserved when mapped (so that a shortage is an error here, not a SIGBUS on
+  // first touch); ordinary pages are allocated as the guest touches them.
+  const int map_flags = MAP_SHARED | (options.hugepages ? 0 : MAP_NORESERVE);
+  auto mapping = MmapRegion::map(ram_bytes, PROT_READ | PROT_WRITE, map_flags, memfd.get());
+  if (!mapping.ok()) {
+    if (options.hugepages) {
+      return absl::ResourceExhaustedError(
+          fmt::format("cannot reserve {} of huge pages for guest memory ({}): reserve them in "
+                      "/proc/sys/vm/nr_hugepages or run without hugepages",
+                      formatByteSize(ram_bytes), mapping.status().message()));
+    }
+    return annotate(mapping.status(), "mapping guest memory");
+  }
   // Guest RAM has no place in a core dump of the VMM.
   ::madvise(mapping->data(), ram_bytes, MADV_DONTDUMP);
   return GuestMemory(std::move(memfd), std::move(*mapping), pcMemoryLayout(ram_bytes), ram_bytes);

@@ -373,5 +373,31 @@ INSTANTIATE_TEST_SUITE_P(
                  "do not apply"}),
     [](const ::testing::TestParamInfo<BadInput>& param) { return param.param.name; });
 
+// Huge pages the host has not reserved: more than are free (whatever this host reserved).
+TEST(VmmBadHugepagesTest, MoreHugePagesThanReservedIsExitCode6) {
+  uint64_t free_pages = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0;
+  while (meminfo >> key >> value) {
+    if (key == "HugePages_Free:") free_pages = value;
+    meminfo.ignore(256, '\n');
+  }
+  const uint64_t mib = std::max<uint64_t>(64, (free_pages + 16) * 2);
+  TempDir dir;
+  UniqueFd err(::open(dir.file("stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  SpawnOptions options;
+  options.argv = {kVmm, "--kernel", kGuest, "--memory", fmt::format("{}M", mib), "--hugepages"};
+  options.fds = {{2, err.get()}};
+  auto process = ChildProcess::spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto exited = process->wait(absl::Minutes(1));
+  ASSERT_TRUE(exited.ok()) << exited.status();
+  std::string text = ::flotilla::testing::fileTail(dir.file("stderr"));
+  EXPECT_EQ(exited->code, 6) << text;
+  EXPECT_THAT(text, HasSubstr("huge pages"));
+  EXPECT_THAT(text, HasSubstr("nr_hugepages"));
+}
+
 }  // namespace
 }  // namespace flotilla::vmm
