@@ -10,6 +10,7 @@
 #include "layout.h"
 #include "print.h"
 #include "serial.h"
+#include "tsc.h"
 
 #define PIC1_COMMAND 0x20
 #define PIC1_DATA 0x21
@@ -50,6 +51,7 @@ static void quietLegacyPics(void) {
 void kernelMain(uint64_t start_info_paddr) {
   copyBootInfo(start_info_paddr);
   quietLegacyPics();
+  enableKvmclock();
   buildIdt();
   loadIdt();
   loadTss(0);

@@ -3,8 +3,14 @@
 
 #include <stdint.h>
 
-// Measures the TSC frequency against PIT channel 2 (ports 0x42/0x43). Returns 0 when no PIT
-// counts there.
+// At CPL0, before anything else reads the TSC: turns on kvmclock when the hypervisor offers it
+// (KVM's CPUID leaves, CLOCKSOURCE2), so that calibrateTsc() can take the TSC frequency from
+// it. Returns 1 when kvmclock is on.
+int enableKvmclock(void);
+
+// The TSC frequency: from kvmclock when enableKvmclock() turned it on (the hypervisor's exact
+// value), else measured against PIT channel 2 (ports 0x42/0x43), which a vCPU preempted
+// during the measurement can skew. Returns 0 when neither works.
 uint64_t calibrateTsc(void);
 
 // The calibrated frequency, for the conversions below (set by calibrateTsc()).

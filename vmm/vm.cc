@@ -241,6 +241,10 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMem
                            restored.memory_bytes));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, build(restored, std::move(memory)));
+  vm->memory_.onLoadFailure([raw = vm.get()](const absl::Status& failure) {
+    raw->endVm({VmEnd::Reason::kError, kExitBadSnapshot,
+                fmt::format("guest memory could not be loaded: {}", failure.message())});
+  });
   absl::Status status = vm->restoreState(snapshot);
   if (!status.ok()) {
     return withExitCode(annotate(status, "restoring the snapshot"), kExitBadSnapshot);

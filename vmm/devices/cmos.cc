@@ -3,6 +3,7 @@
 #include "vmm/devices/cmos.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace flotilla::vmm {
 namespace {
@@ -20,10 +21,19 @@ constexpr uint8_t kStatusC = 0x0c;
 constexpr uint8_t kStatusD = 0x0d;
 constexpr uint8_t kCentury = 0x32;
 
+constexpr uint8_t kStatusBSet = 0x80;     // updates stopped: the guest is setting the time
 constexpr uint8_t kStatusBBinary = 0x04;  // data mode: binary rather than BCD
 constexpr uint8_t kStatusB24Hour = 0x02;
 constexpr uint8_t kStatusDValid = 0x80;  // battery good, time valid
 constexpr uint8_t kHourPm = 0x80;        // in 12-hour mode
+
+constexpr uint8_t kTimeRegisters[] = {kSeconds, kMinutes, kHours, kWeekday,
+                                      kDay,     kMonth,   kYear,  kCentury};
+
+bool isTimeRegister(uint8_t index) {
+  return std::find(std::begin(kTimeRegisters), std::end(kTimeRegisters), index) !=
+         std::end(kTimeRegisters);
+}
 
 }  // namespace
 
@@ -48,6 +58,8 @@ int Cmos::decode(uint8_t value) const {
 }
 
 uint8_t Cmos::readRegister(uint8_t index) const {
+  // While SET stops updates, the time registers are plain RAM holding what the guest wrote.
+  if ((ram_[kStatusB] & kStatusBSet) && isTimeRegister(index)) return ram_[index];
   const absl::CivilSecond now = absl::ToCivilSecond(guestTime(), absl::UTCTimeZone());
   switch (index) {
     case kSeconds:
@@ -81,6 +93,33 @@ uint8_t Cmos::readRegister(uint8_t index) const {
 }
 
 void Cmos::writeRegister(uint8_t index, uint8_t value) {
+  // Linux sets the time with SET on, one register at a time, year first: applying each write
+  // to the running clock would normalize the dates in between (January 31 with month 2 is
+  // March 3) and let the clock tick between the fields. So SET freezes the registers (the
+  // time when it went on), writes land in them, and clearing SET sets the clock from them.
+  if (index == kStatusB) {
+    const bool was_set = ram_[kStatusB] & kStatusBSet;
+    const bool set = value & kStatusBSet;
+    if (was_set && !set) {
+      const uint8_t hours = ram_[kHours];
+      int hour = (ram_[kStatusB] & kStatusB24Hour)
+                     ? decode(hours)
+                     : decode(hours & 0x7f) % 12 + ((hours & kHourPm) ? 12 : 0);
+      setGuestTime(absl::CivilSecond(decode(ram_[kCentury]) * 100 + decode(ram_[kYear]),
+                                     decode(ram_[kMonth]), decode(ram_[kDay]), hour,
+                                     decode(ram_[kMinutes]), decode(ram_[kSeconds])));
+    }
+    if (!was_set && set) {
+      ram_[kStatusB] = value & static_cast<uint8_t>(~kStatusBSet);  // the new data mode
+      for (uint8_t reg : kTimeRegisters) ram_[reg] = readRegister(reg);
+    }
+    ram_[kStatusB] = value;
+    return;
+  }
+  if ((ram_[kStatusB] & kStatusBSet) && isTimeRegister(index)) {
+    ram_[index] = value;
+    return;
+  }
   absl::CivilSecond now = absl::ToCivilSecond(guestTime(), absl::UTCTimeZone());
   int64_t year = now.year();
   int month = now.month(), day = now.day(), hour = now.hour(), minute = now.minute(),
@@ -120,8 +159,11 @@ void Cmos::writeRegister(uint8_t index, uint8_t value) {
       ram_[index] = value;
       return;
   }
-  absl::Time set = absl::FromCivil(absl::CivilSecond(year, month, day, hour, minute, second),
-                                   absl::UTCTimeZone());
+  setGuestTime(absl::CivilSecond(year, month, day, hour, minute, second));
+}
+
+void Cmos::setGuestTime(absl::CivilSecond time) {
+  absl::Time set = absl::FromCivil(time, absl::UTCTimeZone());
   offset_seconds_ = absl::ToUnixSeconds(set) - absl::ToUnixSeconds(clock_.now());
 }
 

@@ -1,7 +1,8 @@
 // The PC's CMOS RAM and real-time clock (MC146818, ports 0x70-0x71): Linux reads the time at
 // boot and probes the chip. The time is the host's wall clock plus an offset the guest sets
-// by writing the time registers. No RTC interrupts (IRQ 8): update-ended and periodic
-// interrupts are not emulated, and the update-in-progress bit always reads 0.
+// by writing the time registers (with the SET bit on, as Linux does, the registers hold still
+// and the written time takes effect when SET goes off). No RTC interrupts (IRQ 8): update-ended and
+// periodic interrupts are not emulated, and the update-in-progress bit always reads 0.
 #pragma once
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <span>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "flotilla/v1/vm_state.pb.h"
@@ -33,6 +35,7 @@ class Cmos final : public BusDevice {
   uint8_t readRegister(uint8_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void writeRegister(uint8_t index, uint8_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time guestTime() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void setGuestTime(absl::CivilSecond time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint8_t encode(int value) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int decode(uint8_t value) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

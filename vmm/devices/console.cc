@@ -89,10 +89,12 @@ void ConsoleSocket::accept() {
     clients_.push_back(std::move(client));
   }
   (void)loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t events) {
-    if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
-      drop(fd);
-    } else {
+    // A client that typed and hung up at once reports both in one event: read first (the
+    // loop comes back while there is more), readFrom() drops the client at end of file.
+    if (events & EPOLLIN) {
       readFrom(fd);
+    } else if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
+      drop(fd);
     }
   });
 }
@@ -104,7 +106,9 @@ void ConsoleSocket::readFrom(int client) {
     if (n == 0 || (errno != EAGAIN && errno != EINTR)) drop(client);
     return;
   }
-  if (input_) input_->receive({buffer, static_cast<size_t>(n)});
+  if (std::shared_ptr<Serial> input = input_.lock()) {
+    input->receive({buffer, static_cast<size_t>(n)});
+  }
 }
 
 void ConsoleSocket::drop(int client) {

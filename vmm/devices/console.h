@@ -51,8 +51,10 @@ class ConsoleSocket final : public SerialSink {
                                                                EventLoop& loop);
   ~ConsoleSocket() override;
 
-  // Where client input goes; set before the loop starts.
-  void setInput(std::shared_ptr<Serial> serial) { input_ = std::move(serial); }
+  // Where client input goes; set before the loop starts. Held weakly: the UART holds the
+  // console as its sink, and a strong reference back would keep both (and the socket file)
+  // alive forever.
+  void setInput(const std::shared_ptr<Serial>& serial) { input_ = serial; }
 
   // From vCPU threads: sends to every client without blocking; a client too slow to keep up
   // loses what does not fit in its socket buffer.
@@ -68,7 +70,7 @@ class ConsoleSocket final : public SerialSink {
   const std::string path_;
   UniqueFd listener_;
   EventLoop& loop_;
-  std::shared_ptr<Serial> input_;
+  std::weak_ptr<Serial> input_;
   absl::Mutex mu_;
   std::vector<UniqueFd> clients_ ABSL_GUARDED_BY(mu_);
   std::deque<uint8_t> history_ ABSL_GUARDED_BY(mu_);

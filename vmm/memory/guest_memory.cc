@@ -106,6 +106,10 @@ absl::Status GuestMemory::waitLoaded() const {
   return loader_ ? loader_->waitLoaded() : absl::OkStatus();
 }
 
+void GuestMemory::onLoadFailure(std::function<void(const absl::Status&)> handler) const {
+  if (loader_) loader_->onFailure(std::move(handler));
+}
+
 bool GuestMemory::contains(GuestAddress addr, uint64_t length) const {
   return find(addr, length) != nullptr;
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <span>
 #include <type_traits>
@@ -63,6 +64,9 @@ class GuestMemory {
   // that reads the memfd's extents (snapshots, migration) calls waitLoaded() first.
   void setLoader(std::shared_ptr<MemoryLoader> loader) { loader_ = std::move(loader); }
   absl::Status waitLoaded() const;
+  // If the loader fails (see MemoryLoader::onFailure); nothing happens for memory that has
+  // no loader.
+  void onLoadFailure(std::function<void(const absl::Status&)> handler) const;
 
   // Whether [addr, addr + length) lies inside one region.
   bool contains(GuestAddress addr, uint64_t length) const;

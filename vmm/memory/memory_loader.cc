@@ -42,7 +42,8 @@ uint64_t alignDown(uint64_t value, uint64_t alignment) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<MemoryLoader>> MemoryLoader::start(const GuestMemory& memory,
-                                                                  UniqueFd file, std::string path) {
+                                                                  UniqueFd file, std::string path,
+                                                                  bool allow_lazy) {
   ASSIGN_OR_RETURN(std::vector<Extent> extents, dataExtents(file.get(), memory.ramBytes(), path));
   MmapRegion source;
   if (!extents.empty()) {
@@ -52,7 +53,8 @@ absl::StatusOr<std::shared_ptr<MemoryLoader>> MemoryLoader::start(const GuestMem
                                                         std::move(file), std::move(path),
                                                         std::move(source), std::move(extents)));
   loader->started_ = systemClock().monotonicNow();
-  absl::Status lazy = loader->startLazily();
+  absl::Status lazy = allow_lazy ? loader->startLazily()
+                                 : absl::FailedPreconditionError("huge pages are loaded eagerly");
   if (lazy.ok()) return loader;
   Logger("vmm").info("loading guest memory before the VM starts ({})", lazy.message());
   RETURN_IF_ERROR(loader->loadEagerly());
@@ -99,7 +101,7 @@ absl::Status MemoryLoader::startLazily() {
 
 absl::Status MemoryLoader::loadEagerly() {
   // Two threads: on this machine the cost is the kernel's per-page work, which scales.
-  auto loadHalf = [this](size_t half, absl::Status* result) {
+  auto loadHalf = [this](size_t half, absl::Status* result, uint64_t* loaded) {
     for (size_t i = half; i < extents_.size(); i += 2) {
       uint64_t done = 0;
       while (done < extents_[i].length) {
@@ -112,13 +114,19 @@ absl::Status MemoryLoader::loadEagerly() {
           return;
         }
         done += static_cast<uint64_t>(n);
+        *loaded += static_cast<uint64_t>(n);
       }
     }
   };
   absl::Status first, second;
-  std::thread helper(loadHalf, 1, &second);
-  loadHalf(0, &first);
+  uint64_t first_loaded = 0, second_loaded = 0;
+  std::thread helper(loadHalf, 1, &second, &second_loaded);
+  loadHalf(0, &first, &first_loaded);
   helper.join();
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.bytes_loaded = first_loaded + second_loaded;
+  }
   absl::Status status = first.ok() ? second : first;
   finish(status);
   return status;
@@ -188,6 +196,14 @@ void MemoryLoader::serve() {
         finish(errnoStatus(errno, "unregistering guest memory from userfaultfd"));
         return;
       }
+      // UNREGISTER wakes the faults already waiting, but a fault can start waiting after that
+      // wake-up and before UNREGISTER detaches the range (seen on Linux 6.18, whose faults
+      // run under the per-VMA lock rather than mmap_lock); nothing would ever wake it. Once
+      // UNREGISTER returned no new fault can come: wake whoever is still waiting.
+      if (::ioctl(uffd_.get(), UFFDIO_WAKE, &range) != 0) {
+        finish(errnoStatus(errno, "waking the threads waiting for guest memory"));
+        return;
+      }
       finish(absl::OkStatus());
       return;
     }
@@ -225,14 +241,36 @@ void MemoryLoader::serve() {
   }
 }
 
+void MemoryLoader::onFailure(std::function<void(const absl::Status&)> handler) {
+  absl::Status failed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!done_ || status_.ok()) {
+      on_failure_ = std::move(handler);
+      return;
+    }
+    failed = status_;
+  }
+  handler(failed);
+}
+
 void MemoryLoader::finish(absl::Status status) {
+  std::function<void(const absl::Status&)> on_failure;
   absl::MutexLock lock(&mu_);
   done_ = true;
   status_ = std::move(status);
   stats_.elapsed = systemClock().monotonicNow() - started_;
   if (!status_.ok()) {
-    // A page that cannot be loaded leaves whoever needs it waiting forever: say so loudly.
+    // A page that cannot be loaded leaves whoever needs it waiting forever: say so loudly,
+    // and let the owner end the VM.
     Logger("vmm").error("loading guest memory from {} failed: {}", path_, status_.message());
+    if (on_failure_) {
+      on_failure = std::move(on_failure_);
+      absl::Status failed = status_;
+      mu_.Unlock();
+      on_failure(failed);
+      mu_.Lock();
+    }
     return;
   }
   Logger("vmm").info("guest memory loaded{}: {} in {}, {} pages on demand",

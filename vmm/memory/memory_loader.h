@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,13 +38,21 @@ class MemoryLoader {
  public:
   // Starts loading `file` (exactly memory.ramBytes() long) into `memory`, which must outlive
   // the loader and must not be touched by anyone but the loader until start() returned.
+  // With `allow_lazy` false (huge pages: userfaultfd would need 2 MiB copies) it always loads
+  // eagerly.
   static absl::StatusOr<std::shared_ptr<MemoryLoader>> start(const GuestMemory& memory,
-                                                             UniqueFd file, std::string path);
+                                                             UniqueFd file, std::string path,
+                                                             bool allow_lazy = true);
   ~MemoryLoader();
 
   // Blocks until every page of the file is in guest memory; the load's error if it failed.
   absl::Status waitLoaded();
   MemoryLoadStats stats() const;
+
+  // Called (once, on the loader's thread) if a lazy load fails: whoever touches a page that
+  // was not loaded would then wait forever, so the VM must end. Called at once if it already
+  // failed.
+  void onFailure(std::function<void(const absl::Status&)> handler);
 
  private:
   MemoryLoader(uint8_t* guest, uint64_t size, UniqueFd file, std::string path, MmapRegion source,
@@ -79,6 +88,7 @@ class MemoryLoader {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   MemoryLoadStats stats_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const absl::Status&)> on_failure_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace flotilla::vmm

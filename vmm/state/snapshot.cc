@@ -213,7 +213,8 @@ absl::StatusOr<GuestMemory> readSnapshotMemory(const std::string& directory,
   ASSIGN_OR_RETURN(GuestMemory memory,
                    GuestMemory::create(ram, {.hugepages = state.config().hugepages()}));
   ASSIGN_OR_RETURN(std::shared_ptr<MemoryLoader> loader,
-                   MemoryLoader::start(memory, std::move(in), path));
+                   MemoryLoader::start(memory, std::move(in), path,
+                                       /*allow_lazy=*/!state.config().hugepages()));
   memory.setLoader(std::move(loader));
   return memory;
 }
