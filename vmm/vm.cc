@@ -112,15 +112,17 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& config, GuestMemor
   auto vm_fd = kvm->createVm();
   if (!vm_fd.ok()) return withExitCode(vm_fd.status(), kExitNoResources);
   auto internal = [](absl::Status status) { return withExitCode(status, kExitInternalError); };
-  RETURN_IF_ERROR(internal(vm_fd->setTssAddress(kTssAddress)));
-  RETURN_IF_ERROR(internal(vm_fd->setIdentityMapAddress(kIdentityMapAddress)));
-  RETURN_IF_ERROR(internal(vm_fd->createIrqchip()));
-  RETURN_IF_ERROR(internal(vm_fd->createPit2()));
+  // Memory slots before the irqchip: on some hosts (this PVM one) registering a slot after
+  // KVM_CREATE_IRQCHIP costs 4-10 ms instead of 0.2 ms, the largest part of a VMM's start.
   for (size_t i = 0; i < memory.regions().size(); ++i) {
     const GuestRegion& region = memory.regions()[i];
     RETURN_IF_ERROR(internal(vm_fd->setUserMemoryRegion(static_cast<uint32_t>(i), region.base.raw(),
                                                         region.size, memory.hostAddress(i))));
   }
+  RETURN_IF_ERROR(internal(vm_fd->setTssAddress(kTssAddress)));
+  RETURN_IF_ERROR(internal(vm_fd->setIdentityMapAddress(kIdentityMapAddress)));
+  RETURN_IF_ERROR(internal(vm_fd->createIrqchip()));
+  RETURN_IF_ERROR(internal(vm_fd->createPit2()));
   auto loop = EventLoop::create("vmm-events");
   if (!loop.ok()) return internal(loop.status());
   std::unique_ptr<Vm> vm(
