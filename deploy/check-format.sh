@@ -13,7 +13,7 @@ command -v clang-format >/dev/null || {
 }
 
 mapfile -t files < <(git ls-files --cached --others --exclude-standard \
-  '*.h' '*.cc' '*.proto' | grep -v '^tests/fuzz/corpus/' || true)
+  '*.h' '*.c' '*.cc' '*.proto' | grep -v '^tests/fuzz/corpus/' || true)
 ((${#files[@]})) || exit 0
 
 if [[ $mode == fix ]]; then

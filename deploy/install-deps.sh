@@ -10,13 +10,17 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
+  # block backends: io_uring for raw files, the userspace iSCSI initiator
+  liburing-dev libiscsi-dev
+  # iSCSI target and Open vSwitch (userspace datapath) for integration tests and the cluster
+  tgt openvswitch-switch
   # etcd: the server for integration tests and the local cluster, etcdctl, and the .proto
   # files from which proto/ derives the etcd client stubs at build time
   etcd-server etcd-client golang-etcd-server-dev
   # the reference VMM for the test guest's cross-checks and the benchmarks; Linux fixtures
   qemu-system-x86 qemu-utils
   # test tooling
-  iproute2 procps
+  iproute2 procps ethtool tcpdump iputils-ping
 )
 
 missing=()

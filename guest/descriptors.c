@@ -53,6 +53,7 @@ extern char kernel_stacks[MAX_CPUS][KERNEL_STACK_SIZE];
 void timer_interrupt(void);
 void spurious_interrupt(void);
 void service_gate(void);
+extern const uint64_t virtio_irq_stubs[VIRTIO_IRQ_LINES];  // vectors.S
 
 char kernel_stacks[MAX_CPUS][KERNEL_STACK_SIZE] __attribute__((aligned(16)));
 static struct Tss tss[MAX_CPUS];
@@ -80,6 +81,9 @@ void buildIdt(void) {
     setGate(VECTOR_PIC_BASE + i, (uint64_t)spurious_interrupt, GATE_INTERRUPT_DPL0);
   }
   setGate(VECTOR_TIMER, (uint64_t)timer_interrupt, GATE_INTERRUPT_DPL0);
+  for (uint32_t pin = 0; pin < VIRTIO_IRQ_LINES; ++pin) {
+    setGate(VECTOR_VIRTIO_BASE + pin, virtio_irq_stubs[pin], GATE_INTERRUPT_DPL0);
+  }
   setGate(VECTOR_SPURIOUS, (uint64_t)spurious_interrupt, GATE_INTERRUPT_DPL0);
 }
 

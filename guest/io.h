@@ -43,3 +43,27 @@ static inline uint32_t mmioRead32(uint64_t address) {
 static inline void mmioWrite32(uint64_t address, uint32_t value) {
   *(volatile uint32_t*)address = value;
 }
+
+static inline uint8_t mmioRead8(uint64_t address) {
+  return *(volatile uint8_t*)address;
+}
+
+static inline uint16_t mmioRead16(uint64_t address) {
+  return *(volatile uint16_t*)address;
+}
+
+static inline void mmioWrite8(uint64_t address, uint8_t value) {
+  *(volatile uint8_t*)address = value;
+}
+
+// Ordering for memory shared with a device (virtio rings), on x86 where the device is another
+// CPU of a coherent system (a VMM thread): loads are not reordered with loads, nor stores with
+// stores, so those two need only the compiler's cooperation; a store followed by a load of
+// another location can be reordered by the CPU and needs mfence.
+static inline void compilerBarrier(void) {
+  __asm__ volatile("" ::: "memory");
+}
+
+static inline void fullBarrier(void) {
+  __asm__ volatile("mfence" ::: "memory");
+}

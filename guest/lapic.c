@@ -6,6 +6,7 @@
 #include "layout.h"
 #include "tsc.h"
 
+#define LAPIC_ID 0x20
 #define LAPIC_TPR 0x80
 #define LAPIC_SVR 0xf0
 #define LAPIC_ICR_LOW 0x300
@@ -31,6 +32,10 @@ static uint32_t lapicRead(uint32_t reg) {
 }
 static void lapicWrite(uint32_t reg, uint32_t value) {
   mmioWrite32(LAPIC_BASE + reg, value);
+}
+
+uint8_t lapicId(void) {
+  return (uint8_t)(lapicRead(LAPIC_ID) >> 24);  // xAPIC: the ID is in bits 24-31
 }
 
 void lapicEnable(void) {

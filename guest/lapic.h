@@ -8,6 +8,9 @@
 // interrupt priorities.
 void lapicEnable(void);
 
+// This CPU's local APIC ID (the destination for IOAPIC routes to it).
+uint8_t lapicId(void);
+
 // Periodic timer on VECTOR_TIMER: divide by 16, `initial_count` bus cycles per period.
 void lapicStartPeriodicTimer(uint32_t initial_count);
 void lapicStopTimer(void);

@@ -60,6 +60,12 @@ void userMain(void) {
       runCounter(&config);
     case WORKLOAD_DIRTY:
       runDirty(&config);
+    case WORKLOAD_BLK:
+      runBlk(&config);
+    case WORKLOAD_BLK_BENCH:
+      runBlkBench(&config);
+    case WORKLOAD_NET:
+      runNet(&config);
   }
   exitGuest(GUEST_EXIT_CHECK_FAILED);  // cannot happen: parseCommandLine knows every workload
 }

@@ -76,6 +76,50 @@ timer_interrupt:
     pop %rax
     iretq
 
+/* virtio-mmio interrupts (virtio.irq=1), one stub per IOAPIC pin: count the interrupt in
+ * virtio_irq_counts[pin] and acknowledge it at the LAPIC. Reading InterruptStatus and writing
+ * InterruptACK is left to the CPL3 driver (virtio.c), which sees the count change: PVM emulates
+ * CPL0, so handlers stay a few instructions long. The IOAPIC entries are edge-triggered, so no
+ * IOAPIC EOI is due. */
+.macro VIRTIO_IRQ_STUB pin
+    .balign 16
+virtio_irq_stub_\pin:
+    push %rax
+    lock incq virtio_irq_counts + 8 * \pin (%rip)
+    mov $(LAPIC_BASE + LAPIC_EOI), %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+.endm
+
+.altmacro
+.set pin, 0
+.rept VIRTIO_IRQ_LINES
+    VIRTIO_IRQ_STUB %pin
+    .set pin, pin + 1
+.endr
+
+    .section .rodata
+    .balign 8
+    .globl virtio_irq_stubs
+virtio_irq_stubs:
+.macro VIRTIO_IRQ_STUB_ADDRESS pin
+    .quad virtio_irq_stub_\pin
+.endm
+.set pin, 0
+.rept VIRTIO_IRQ_LINES
+    VIRTIO_IRQ_STUB_ADDRESS %pin
+    .set pin, pin + 1
+.endr
+.noaltmacro
+
+    .bss
+    .balign 8
+    .globl virtio_irq_counts
+virtio_irq_counts:
+    .skip 8 * VIRTIO_IRQ_LINES
+    .text
+
 /* LAPIC spurious interrupts and spurious IRQ 7/15 of the masked 8259s: no EOI is due. */
     .globl spurious_interrupt
 spurious_interrupt:
@@ -83,7 +127,11 @@ spurious_interrupt:
 
 /* The service gate (VECTOR_SERVICE, DPL 3, so `int $3` works from CPL3), RAX = service:
  * SERVICE_HALT_FOREVER stops the CPU with interrupts off (the end of the guest when the VMM has
- * no debug-exit device); SERVICE_IDLE_FOREVER halts with interrupts on (the idle workload).
+ * no debug-exit device); SERVICE_IDLE_FOREVER halts with interrupts on (the idle workload);
+ * SERVICE_WAIT_INTERRUPT halts until the next interrupt unless the 64-bit counter at RDI no
+ * longer holds RSI, then returns. The gate is an interrupt gate, so IF is clear while the
+ * counter is compared, and `sti; hlt` opens the window only once hlt has begun (the sti
+ * shadow): an interrupt that comes after the comparison wakes the hlt instead of being lost.
  * Anything else is a real breakpoint (a stray int3): reported like any other exception. */
     .globl service_gate
 service_gate:
@@ -91,6 +139,8 @@ service_gate:
     je 1f
     cmp $SERVICE_IDLE_FOREVER, %rax
     je 2f
+    cmp $SERVICE_WAIT_INTERRUPT, %rax
+    je 3f
     pushq $0
     pushq $VECTOR_SERVICE
     jmp exception_common
@@ -100,6 +150,11 @@ service_gate:
 2:  sti
     hlt
     jmp 2b
+3:  cmp %rsi, (%rdi)
+    jne 4f
+    sti
+    hlt
+4:  iretq
 
 /* enterUserMode(entry, stack_top, argument): iretq to `entry(argument)` at CPL3 with IOPL=3
  * and IF=1. The stack is set up as if `entry` had been called (RSP = 8 mod 16). */

@@ -21,6 +21,9 @@ struct Flags {
       api_socket, restore, log_level, log_file;
   std::optional<uint32_t> vcpus;
   bool hugepages = false;
+  std::vector<std::string> disks, nets;
+  bool rng = false;
+  bool balloon = false;
 };
 
 absl::Status usage(std::string message) {
@@ -45,6 +48,54 @@ absl::Status loadConfigFile(const std::string& path, Flags& values, VmmOptions& 
   root.optional("restore", options.restore);
   root.optional("log_level", log_level);
   root.optional("log_file", options.log.file);
+  root.optional("rng", options.vm.rng);
+  root.optional("balloon", options.vm.balloon);
+  // Devices: each entry's keys are the option's settings; the text goes through the same
+  // parser as --disk and --net.
+  std::vector<std::pair<ConfigNode, std::string>> disk_texts, net_texts;
+  for (ConfigNode disk : root.children("disks")) {
+    std::string file, iscsi, disk_serial;
+    bool read_only = false;
+    disk.optional("path", file);
+    disk.optional("iscsi", iscsi);
+    disk.optional("readonly", read_only);
+    disk.optional("serial", disk_serial);
+    std::string text = !file.empty() ? "path=" + file : "";
+    if (!iscsi.empty()) text += (text.empty() ? "iscsi=" : ",iscsi=") + iscsi;
+    if (read_only) text += ",readonly";
+    if (!disk_serial.empty()) text += ",serial=" + disk_serial;
+    disk_texts.emplace_back(disk, text);
+  }
+  for (ConfigNode net : root.children("nets")) {
+    std::string tap, mac;
+    int64_t fd = -1;
+    bool offload = true;
+    net.optional("tap", tap);
+    net.optional("fd", fd);
+    net.optional("mac", mac);
+    net.optional("offload", offload);
+    std::string text = !tap.empty() ? "tap=" + tap : "";
+    if (fd >= 0) text += fmt::format("{}fd={}", text.empty() ? "" : ",", fd);
+    if (!mac.empty()) text += ",mac=" + mac;
+    if (!offload) text += ",offload=off";
+    net_texts.emplace_back(net, text);
+  }
+  for (auto& [node, text] : disk_texts) {
+    auto disk = parseDiskOption(text);
+    if (disk.ok()) {
+      options.vm.disks.push_back(*disk);
+    } else {
+      node.fail("path", std::string(disk.status().message()));
+    }
+  }
+  for (auto& [node, text] : net_texts) {
+    auto nic = parseNetOption(text);
+    if (nic.ok()) {
+      options.vm.nics.push_back(*nic);
+    } else {
+      node.fail("tap", std::string(nic.status().message()));
+    }
+  }
   absl::Status finished = document->finish();
   if (!finished.ok()) return withExitCode(finished, kExitUsage);
   // Text values that need parsing go through the same path as the flags (unless overridden).
@@ -75,6 +126,14 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   app.add_flag("--hugepages", flags.hugepages, "back guest memory with 2 MiB huge pages");
   app.add_option("--serial", flags.serial,
                  "serial console: stdout (default), file:PATH, socket:PATH or none");
+  app.add_option("--disk", flags.disks,
+                 "a virtio disk: path=FILE or iscsi=iscsi://HOST[:PORT]/IQN/LUN, then "
+                 "[,readonly][,serial=S]; repeat for more disks");
+  app.add_option("--net", flags.nets,
+                 "a virtio NIC: tap=NAME or fd=N, then [,mac=MAC][,offload=off]; repeat for "
+                 "more NICs");
+  app.add_flag("--rng", flags.rng, "a virtio entropy device (from the host's getrandom)");
+  app.add_flag("--balloon", flags.balloon, "a virtio memory balloon");
   app.add_option("--api-socket", flags.api_socket, "serve the VmmService API on this unix socket");
   app.add_option("--restore", flags.restore, "resume the snapshot in this directory");
   app.add_option("--log-level", flags.log_level, "debug, info (default), warn or error");
@@ -98,6 +157,21 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   if (flags.cpu_model) options.vm.cpu_model = *flags.cpu_model;
   if (flags.hugepages) options.vm.hugepages = true;
   if (flags.api_socket) options.api_socket = *flags.api_socket;
+  // Device flags replace the file's devices of the same kind.
+  if (!flags.disks.empty()) options.vm.disks.clear();
+  for (const std::string& text : flags.disks) {
+    auto disk = parseDiskOption(text);
+    if (!disk.ok()) return usage(std::string(disk.status().message()));
+    options.vm.disks.push_back(*disk);
+  }
+  if (!flags.nets.empty()) options.vm.nics.clear();
+  for (const std::string& text : flags.nets) {
+    auto nic = parseNetOption(text);
+    if (!nic.ok()) return usage(std::string(nic.status().message()));
+    options.vm.nics.push_back(*nic);
+  }
+  if (flags.rng) options.vm.rng = true;
+  if (flags.balloon) options.vm.balloon = true;
   if (flags.restore) options.restore = *flags.restore;
   if (flags.log_file) options.log.file = *flags.log_file;
   if (flags.memory) {

@@ -13,6 +13,7 @@
 #include "common/thread.h"
 #include "common/units.h"
 #include "fmt/format.h"
+#include "network/mac_address.h"
 #include "vmm/boot/boot.h"
 #include "vmm/exit_codes.h"
 #include "vmm/state/vcpu_state.h"
@@ -103,10 +104,15 @@ Vm::Vm(VmConfig config, Kvm kvm, VmFd vm_fd, GuestMemory memory, std::unique_ptr
 Vm::~Vm() {
   monitor_ = std::jthread();  // request stop and join
   stopVcpus();
+  if (virtio_ != nullptr) virtio_->shutdown();
   loop_->stop();
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& config, GuestMemory memory) {
+absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& given, GuestMemory memory) {
+  VmConfig config = given;
+  for (NicConfig& nic : config.nics) {
+    if (nic.mac.empty()) nic.mac = network::MacAddress::randomLocal().toString();
+  }
   auto kvm = Kvm::open();
   if (!kvm.ok()) return withExitCode(kvm.status(), kExitNoResources);
   auto vm_fd = kvm->createVm();
@@ -131,6 +137,15 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& config, GuestMemor
   if (!msrs.ok()) return internal(msrs.status());
   vm->kvm_msrs_ = std::move(*msrs);
   RETURN_IF_ERROR(vm->addDevices());
+  ASSIGN_OR_RETURN(vm->virtio_,
+                   VirtioDevices::create(vm->config_, vm->memory_, vm->vm_fd_, vm->mmio_bus_));
+  for (const NicConfig& nic : vm->config_.nics) {
+    if (given.nics.empty() || std::none_of(given.nics.begin(), given.nics.end(),
+                                           [&](const NicConfig& n) { return n.mac == nic.mac; })) {
+      vm->log_.info("NIC {} has the random MAC {}",
+                    nic.tap.empty() ? fmt::format("fd {}", nic.fd) : nic.tap, nic.mac);
+    }
+  }
   RETURN_IF_ERROR(vm->createVcpus());
   return vm;
 }
@@ -204,6 +219,10 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   boot_config.kernel = kernel;
   boot_config.initrd = initrd;
   boot_config.cmdline = config.cmdline;
+  const std::string virtio_cmdline = vm->virtio_->kernelCmdline();
+  if (!virtio_cmdline.empty()) {
+    boot_config.cmdline += boot_config.cmdline.empty() ? virtio_cmdline : " " + virtio_cmdline;
+  }
   boot_config.vcpus = config.vcpus;
   auto boot = prepareBoot(vm->memory_, boot_config);
   if (!boot.ok()) {
@@ -231,6 +250,30 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMem
   auto bad = [](std::string message) {
     return withExitCode(absl::DataLossError(std::move(message)), kExitBadSnapshot);
   };
+  // Devices: as given to this VMM (another host may name its disks and taps differently),
+  // else as the snapshot recorded them.
+  if (config.disks.empty() && config.nics.empty() && !config.rng && !config.balloon) {
+    for (const std::string& option : snapshot.config().disks()) {
+      auto disk = parseDiskOption(option);
+      if (!disk.ok()) return bad(fmt::format("the snapshot's disk: {}", disk.status().message()));
+      restored.disks.push_back(*disk);
+    }
+    for (const std::string& option : snapshot.config().nics()) {
+      auto nic = parseNetOption(option);
+      if (!nic.ok()) return bad(fmt::format("the snapshot's NIC: {}", nic.status().message()));
+      if (nic->tap.empty()) {
+        return withExitCode(
+            absl::InvalidArgumentError(fmt::format(
+                "the snapshot's NIC {} was a descriptor its VMM was given: give this one a tap "
+                "with --net tap=NAME,mac={} (and the snapshot's other devices)",
+                option, nic->mac)),
+            kExitUsage);
+      }
+      restored.nics.push_back(*nic);
+    }
+    restored.rng = snapshot.config().rng();
+    restored.balloon = snapshot.config().balloon();
+  }
   absl::Status valid = validateVmConfig(restored);
   if (!valid.ok())
     return bad(fmt::format("the snapshot's configuration is invalid: {}", valid.message()));
@@ -262,6 +305,8 @@ absl::Status Vm::start(bool paused) {
     return absl::FailedPreconditionError("the VM was already started");
   }
   loop_->start();
+  virtio_->start();
+  if (paused) virtio_->pause();
   for (auto& vcpu : vcpus_) vcpu->start(paused);
   run_state_ = paused ? RunState::kPaused : RunState::kRunning;
   started_at_ = systemClock().now();
@@ -279,6 +324,9 @@ absl::Status Vm::pause() {
   // Tell the guest's kvmclock it was stopped, so that it does not take the pause for a
   // soft lockup (fails harmlessly when the guest does not use kvmclock).
   for (auto& vcpu : vcpus_) (void)vcpu->fd().kvmclockCtrl();
+  // Then the devices: requests in flight complete (their buffers written to guest memory)
+  // and disks are flushed, so that guest memory and device state hold still.
+  virtio_->pause();
   run_state_ = RunState::kPaused;
   return absl::OkStatus();
 }
@@ -289,6 +337,7 @@ absl::Status Vm::resume() {
   if (run_state_ != RunState::kPaused) {
     return absl::FailedPreconditionError("the VM is not paused");
   }
+  virtio_->resume();
   for (auto& vcpu : vcpus_) vcpu->resume();
   run_state_ = RunState::kRunning;
   return absl::OkStatus();
@@ -320,6 +369,7 @@ VmEnd Vm::waitForEnd() {
         +[](Vm* vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(vm->mu_) { return vm->end_.has_value(); }, this));
   }
   stopVcpus();
+  virtio_->shutdown();
   absl::MutexLock lock(&mu_);
   run_state_ = RunState::kEnded;
   return *end_;
@@ -394,6 +444,10 @@ absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
   config->set_memory_bytes(config_.memory_bytes);
   config->set_cpu_model(config_.cpu_model);
   config->set_hugepages(config_.hugepages);
+  for (const DiskConfig& disk : config_.disks) config->add_disks(disk.toOption());
+  for (const NicConfig& nic : config_.nics) config->add_nics(nic.toOption());
+  config->set_rng(config_.rng);
+  config->set_balloon(config_.balloon);
   const std::vector<uint32_t> msrs = msrsToSave(kvm_msrs_);
   for (const auto& vcpu : vcpus_) {
     ASSIGN_OR_RETURN(*snapshot.add_vcpus(),
@@ -405,6 +459,7 @@ absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
   *snapshot.mutable_devices()->mutable_cmos() = cmos_->save();
   ASSIGN_OR_RETURN(uint32_t tsc_khz, vcpus_[0]->fd().getTscKhz());
   snapshot.set_tsc_khz(tsc_khz);
+  RETURN_IF_ERROR(virtio_->saveState(snapshot));
   return snapshot;
 }
 
@@ -418,6 +473,7 @@ absl::Status Vm::restoreState(const flotilla::v1::VmSnapshot& snapshot) {
   serial_->restore(snapshot.devices().serial());
   i8042_->restore(snapshot.devices().i8042());
   cmos_->restore(snapshot.devices().cmos());
+  RETURN_IF_ERROR(virtio_->restoreState(snapshot));
   auto tsc_khz = vcpus_[0]->fd().getTscKhz();
   if (tsc_khz.ok() && snapshot.tsc_khz() != 0 && *tsc_khz != snapshot.tsc_khz()) {
     log_.warn(

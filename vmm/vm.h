@@ -25,23 +25,10 @@
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/vcpu.h"
+#include "vmm/virtio_setup.h"
+#include "vmm/vm_config.h"
 
 namespace flotilla::vmm {
-
-struct VmConfig {
-  std::string name = "vm";
-  uint32_t vcpus = 1;
-  uint64_t memory_bytes = uint64_t{512} << 20;
-  std::string cpu_model = "host";
-  bool hugepages = false;
-  std::string kernel;
-  std::string initrd;
-  std::string cmdline;
-  ConsoleConfig console;
-};
-
-// Checks the parts of a configuration that need no host resources; errors carry kExitUsage.
-absl::Status validateVmConfig(const VmConfig& config);
 
 class Vm final : public VcpuHost {
  public:
@@ -82,6 +69,7 @@ class Vm final : public VcpuHost {
   // VcpuHost.
   const Bus& ioBus() const override { return io_bus_; }
   const Bus& mmioBus() const override { return mmio_bus_; }
+  VirtioDevices& virtio() { return *virtio_; }
   void endVm(VmEnd end) override;
 
  private:
@@ -110,6 +98,7 @@ class Vm final : public VcpuHost {
   std::shared_ptr<Cmos> cmos_;
   std::shared_ptr<DebugExit> debug_exit_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::unique_ptr<VirtioDevices> virtio_;  // after the memory and VM it uses
   absl::Time started_at_;
 
   mutable absl::Mutex mu_;

@@ -12,6 +12,9 @@ __attribute__((noreturn)) void runSelftest(const struct GuestConfig* config);
 __attribute__((noreturn)) void runCompute(const struct GuestConfig* config);
 __attribute__((noreturn)) void runCounter(const struct GuestConfig* config);
 __attribute__((noreturn)) void runDirty(const struct GuestConfig* config);
+__attribute__((noreturn)) void runBlk(const struct GuestConfig* config);
+__attribute__((noreturn)) void runBlkBench(const struct GuestConfig* config);
+__attribute__((noreturn)) void runNet(const struct GuestConfig* config);
 
 // Starts the other CPUs (smp.c) and waits for them: until `expected` CPUs run (the BSP
 // included) or 2 s pass, or, with `expected` 0, for 300 ms. Returns the CPUs running.

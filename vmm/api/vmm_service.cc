@@ -8,6 +8,8 @@
 #include "common/rpc/status.h"
 #include "fmt/format.h"
 #include "grpcpp/server_builder.h"
+#include "network/announce.h"
+#include "network/mac_address.h"
 #include "vmm/state/snapshot.h"
 
 namespace flotilla::vmm {
@@ -62,6 +64,34 @@ grpc::Status VmmServiceImpl::GetInfo(grpc::ServerContext*, const flotilla::v1::G
         static_cast<uint64_t>(absl::ToInt64Milliseconds(systemClock().now() - vm_.startedAt())));
   }
   info->set_pid(static_cast<uint32_t>(::getpid()));
+  VirtioDevices& devices = vm_.virtio();
+  for (size_t i = 0; i < devices.disks().size(); ++i) {
+    const virtio::VirtioBlock& disk = *devices.disks()[i];
+    flotilla::v1::DiskInfo* out_disk = info->add_disks();
+    out_disk->set_id(fmt::format("disk{}", i));
+    out_disk->set_backend(disk.backend().describe());
+    out_disk->set_size_bytes(disk.capacityBytes());
+    out_disk->set_read_only(disk.backend().readOnly());
+  }
+  for (size_t i = 0; i < devices.nics().size(); ++i) {
+    const virtio::VirtioNet& nic = *devices.nics()[i];
+    flotilla::v1::NicInfo* out_nic = info->add_nics();
+    out_nic->set_id(fmt::format("net{}", i));
+    out_nic->set_mac(config.nics[i].mac);
+    out_nic->set_backend(config.nics[i].tap.empty() ? fmt::format("fd {}", config.nics[i].fd)
+                                                    : fmt::format("tap {}", config.nics[i].tap));
+    out_nic->set_link_up(nic.linkUp());
+    out_nic->set_offloads(nic.config().offloads);
+    const virtio::VirtioNet::Counters counters_now = nic.counters();
+    out_nic->set_rx_frames(counters_now.rx_frames);
+    out_nic->set_rx_bytes(counters_now.rx_bytes);
+    out_nic->set_rx_dropped(counters_now.rx_dropped);
+    out_nic->set_tx_frames(counters_now.tx_frames);
+    out_nic->set_tx_bytes(counters_now.tx_bytes);
+    out_nic->set_tx_errors(counters_now.tx_errors);
+  }
+  info->set_rng(config.rng);
+  info->set_balloon(config.balloon);
   return grpc::Status::OK;
 }
 
@@ -126,6 +156,91 @@ grpc::Status VmmServiceImpl::Snapshot(grpc::ServerContext*,
   }
   response->set_memory_bytes_written(stats->memory_bytes_written);
   return toGrpcStatus(status);
+}
+
+namespace {
+
+// The device `id` ("disk0") of `devices`, or NotFound naming the ones that exist.
+template <typename Device>
+absl::StatusOr<Device*> findDevice(const std::vector<Device*>& devices, std::string_view prefix,
+                                   const std::string& id) {
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (id == fmt::format("{}{}", prefix, i)) return devices[i];
+  }
+  return absl::NotFoundError(
+      fmt::format("the VM has no device '{}': it has {} {}*", id, devices.size(), prefix));
+}
+
+void fillBalloonInfo(const virtio::VirtioBalloon::Info& info, flotilla::v1::BalloonInfo* out) {
+  out->set_target_bytes(info.target_bytes);
+  out->set_actual_bytes(info.actual_bytes);
+  out->set_freed_bytes(info.freed_bytes);
+  for (const auto& [tag, value] : info.stats) (*out->mutable_stats())[tag] = value;
+}
+
+absl::StatusOr<virtio::VirtioBalloon*> balloonOf(Vm& vm) {
+  if (vm.virtio().balloon() == nullptr) {
+    return absl::FailedPreconditionError("the VM has no balloon: start it with --balloon");
+  }
+  return vm.virtio().balloon();
+}
+
+}  // namespace
+
+grpc::Status VmmServiceImpl::ResizeDisk(grpc::ServerContext*,
+                                        const flotilla::v1::ResizeDiskRequest* request,
+                                        flotilla::v1::ResizeDiskResponse* response) {
+  auto disk = findDevice(vm_.virtio().disks(), "disk", request->disk());
+  if (!disk.ok()) return toGrpcStatus(disk.status());
+  auto size = (*disk)->resize(request->size_bytes());
+  if (!size.ok()) return toGrpcStatus(size.status());
+  response->set_size_bytes(*size);
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::SetBalloon(grpc::ServerContext*,
+                                        const flotilla::v1::SetBalloonRequest* request,
+                                        flotilla::v1::BalloonInfo* response) {
+  auto balloon = balloonOf(vm_);
+  if (!balloon.ok()) return toGrpcStatus(balloon.status());
+  absl::Status set = (*balloon)->setTarget(request->target_bytes());
+  if (!set.ok()) return toGrpcStatus(set);
+  fillBalloonInfo((*balloon)->info(), response);
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::GetBalloon(grpc::ServerContext*,
+                                        const flotilla::v1::GetBalloonRequest*,
+                                        flotilla::v1::BalloonInfo* response) {
+  auto balloon = balloonOf(vm_);
+  if (!balloon.ok()) return toGrpcStatus(balloon.status());
+  fillBalloonInfo((*balloon)->info(), response);
+  // Ask for fresh statistics for the next call.
+  (*balloon)->requestStats();
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::SetLink(grpc::ServerContext*,
+                                     const flotilla::v1::SetLinkRequest* request,
+                                     flotilla::v1::SetLinkResponse*) {
+  auto nic = findDevice(vm_.virtio().nics(), "net", request->nic());
+  if (!nic.ok()) return toGrpcStatus(nic.status());
+  (*nic)->setLinkUp(request->up());
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::Announce(grpc::ServerContext*, const flotilla::v1::AnnounceRequest*,
+                                      flotilla::v1::AnnounceResponse* response) {
+  const std::vector<virtio::VirtioNet*>& nics = vm_.virtio().nics();
+  uint32_t asked = 0;
+  for (virtio::VirtioNet* nic : nics) {
+    auto mac = network::MacAddress::fromBytes(nic->config().mac);
+    if (!mac.ok()) return toGrpcStatus(mac.status());
+    if (nic->announce(network::buildAnnouncements(*mac, std::nullopt))) ++asked;
+  }
+  response->set_nics(static_cast<uint32_t>(nics.size()));
+  response->set_guest_asked(asked);
+  return grpc::Status::OK;
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> serveOnUnixSocket(const std::string& path,

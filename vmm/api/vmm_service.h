@@ -29,6 +29,16 @@ class VmmServiceImpl final : public flotilla::v1::VmmService::Service {
                         flotilla::v1::ShutdownResponse*) override;
   grpc::Status Snapshot(grpc::ServerContext*, const flotilla::v1::SnapshotRequest* request,
                         flotilla::v1::SnapshotResponse* response) override;
+  grpc::Status ResizeDisk(grpc::ServerContext*, const flotilla::v1::ResizeDiskRequest* request,
+                          flotilla::v1::ResizeDiskResponse* response) override;
+  grpc::Status SetBalloon(grpc::ServerContext*, const flotilla::v1::SetBalloonRequest* request,
+                          flotilla::v1::BalloonInfo* response) override;
+  grpc::Status GetBalloon(grpc::ServerContext*, const flotilla::v1::GetBalloonRequest*,
+                          flotilla::v1::BalloonInfo* response) override;
+  grpc::Status SetLink(grpc::ServerContext*, const flotilla::v1::SetLinkRequest* request,
+                       flotilla::v1::SetLinkResponse*) override;
+  grpc::Status Announce(grpc::ServerContext*, const flotilla::v1::AnnounceRequest*,
+                        flotilla::v1::AnnounceResponse* response) override;
 
  private:
   Vm& vm_;

@@ -183,6 +183,24 @@ absl::Status VmFd::irqLine(uint32_t irq, bool level) const {
   return ioctlStatus(fd_.get(), KVM_IRQ_LINE, &line, "KVM_IRQ_LINE");
 }
 
+absl::Status VmFd::irqfd(int eventfd, uint32_t gsi, bool assign) const {
+  kvm_irqfd request{};
+  request.fd = static_cast<uint32_t>(eventfd);
+  request.gsi = gsi;
+  request.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN;
+  return ioctlStatus(fd_.get(), KVM_IRQFD, &request, "KVM_IRQFD");
+}
+
+absl::Status VmFd::ioeventfd(int eventfd, uint64_t address, uint32_t value, bool assign) const {
+  kvm_ioeventfd request{};
+  request.datamatch = value;
+  request.addr = address;
+  request.len = 4;
+  request.fd = eventfd;
+  request.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN);
+  return ioctlStatus(fd_.get(), KVM_IOEVENTFD, &request, "KVM_IOEVENTFD");
+}
+
 absl::StatusOr<VcpuFd> VmFd::createVcpu(uint32_t id, size_t mmap_size) const {
   int vcpu;
   do {

@@ -57,6 +57,12 @@ class VmFd {
   absl::Status createPit2() const;
   // Raises (level 1) or lowers (level 0) an interrupt line of the in-kernel irqchip.
   absl::Status irqLine(uint32_t irq, bool level) const;
+  // KVM_IRQFD: a write to `eventfd` raises interrupt `gsi` (an edge), without a system call
+  // into the VMM's vCPU threads. `assign` false removes it again.
+  absl::Status irqfd(int eventfd, uint32_t gsi, bool assign) const;
+  // KVM_IOEVENTFD: a 4-byte guest write of `value` to MMIO `address` signals `eventfd`
+  // instead of exiting to the VMM. `assign` false removes it again.
+  absl::Status ioeventfd(int eventfd, uint64_t address, uint32_t value, bool assign) const;
   absl::StatusOr<VcpuFd> createVcpu(uint32_t id, size_t mmap_size) const;
 
   absl::Status getIrqchip(kvm_irqchip& chip) const;

@@ -88,7 +88,8 @@ absl::StatusOr<GuestMemory> GuestMemory::create(uint64_t ram_bytes, const Option
   }
   // Guest RAM has no place in a core dump of the VMM.
   ::madvise(mapping->data(), ram_bytes, MADV_DONTDUMP);
-  return GuestMemory(std::move(memfd), std::move(*mapping), pcMemoryLayout(ram_bytes), ram_bytes);
+  return GuestMemory(std::move(memfd), std::move(*mapping), pcMemoryLayout(ram_bytes), ram_bytes,
+                     options.hugepages);
 }
 
 const GuestRegion* GuestMemory::find(GuestAddress addr, uint64_t length) const {
@@ -122,6 +123,21 @@ absl::StatusOr<std::span<uint8_t>> GuestMemory::span(GuestAddress addr, uint64_t
   }
   uint8_t* host = mapping_.data() + region->fd_offset + (addr - region->base);
   return std::span<uint8_t>(host, length);
+}
+
+absl::StatusOr<bool> GuestMemory::discard(GuestAddress addr, uint64_t length) const {
+  const GuestRegion* region = find(addr, length);
+  if (region == nullptr || addr.raw() % kPageSize != 0 || length % kPageSize != 0) {
+    return absl::OutOfRangeError(fmt::format(
+        "guest memory range {} + {:#x} is not whole pages of the VM's RAM", addr, length));
+  }
+  if (hugepages_ || length == 0) return false;
+  const uint64_t offset = region->fd_offset + (addr - region->base);
+  if (::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
+    return errnoStatus(errno, fmt::format("freeing guest memory {} + {:#x}", addr, length));
+  }
+  return true;
 }
 
 absl::Status GuestMemory::read(GuestAddress addr, std::span<uint8_t> out) const {

@@ -53,6 +53,7 @@ class GuestMemory {
 
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t ramBytes() const { return ram_bytes_; }
+  bool hugepages() const { return hugepages_; }
   // The memfd holding all of RAM (region i at regions()[i].fd_offset).
   int fd() const { return memfd_.get(); }
   // All of RAM as mapped, indexed by memfd offset (what snapshots and migration stream).
@@ -74,6 +75,11 @@ class GuestMemory {
   // The host bytes of [addr, addr + length); OutOfRange unless they lie inside one region.
   absl::StatusOr<std::span<uint8_t>> span(GuestAddress addr, uint64_t length) const;
 
+  // Gives the host back the memory of [addr, addr + length) (whole pages inside one region):
+  // the pages read as zero afterwards. With huge pages this does nothing and returns false,
+  // as a 4 KiB page cannot be freed from a huge page.
+  absl::StatusOr<bool> discard(GuestAddress addr, uint64_t length) const;
+
   absl::Status read(GuestAddress addr, std::span<uint8_t> out) const;
   absl::Status write(GuestAddress addr, std::span<const uint8_t> data) const;
 
@@ -94,11 +100,12 @@ class GuestMemory {
 
  private:
   GuestMemory(UniqueFd memfd, MmapRegion mapping, std::vector<GuestRegion> regions,
-              uint64_t ram_bytes)
+              uint64_t ram_bytes, bool hugepages)
       : memfd_(std::move(memfd)),
         mapping_(std::move(mapping)),
         regions_(std::move(regions)),
-        ram_bytes_(ram_bytes) {}
+        ram_bytes_(ram_bytes),
+        hugepages_(hugepages) {}
 
   // The region holding [addr, addr + length), or null.
   const GuestRegion* find(GuestAddress addr, uint64_t length) const;
@@ -107,6 +114,7 @@ class GuestMemory {
   MmapRegion mapping_;  // the whole memfd, regions at their fd offsets
   std::vector<GuestRegion> regions_;
   uint64_t ram_bytes_ = 0;
+  bool hugepages_ = false;
   std::shared_ptr<MemoryLoader> loader_;
 };
 

@@ -325,7 +325,8 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, GuestBadCommandLineTest,
     ::testing::Values(
         BadCommandLine{"UnknownWorkload", "workload=nope",
-                       "unknown workload 'nope' (known: idle selftest compute counter dirty)"},
+                       "unknown workload 'nope' (known: idle selftest compute counter dirty blk "
+                       "blk-bench net)"},
         BadCommandLine{"UnknownKey", "workload=compute colour=blue", "unknown key 'colour'"},
         BadCommandLine{"KeyOfAnotherWorkload", "workload=compute cpus=2",
                        "cpus is not a parameter of workload compute"},
