@@ -309,7 +309,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> seeds() {
 
   // A read through an indirect table, its data split over two buffers.
   fuzz::QueueInputBuilder indirect = requestQueue(fuzz::kInputIndirect);
-  indirect.writeObject(fuzz::kBaseAbsolute, kHeaderAt, blk::RequestHeader{blk::kTypeIn, 4, 0})
+  indirect.writeObject(fuzz::kBaseAbsolute, kHeaderAt, blk::RequestHeader{blk::kTypeIn, 0, 4})
       .descriptor(0, Descriptor{kIndirectAt, 64, kDescIndirect, 0})
       .indirectTable(kIndirectAt, {Descriptor{kHeaderAt, 16, kDescNext, 1},
                                    Descriptor{kDataAt, 1024, kDescWrite | kDescNext, 2},
@@ -317,6 +317,17 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> seeds() {
                                    Descriptor{kStatusAt, 1, kDescWrite, 0}})
       .avail(0, 1, 0, {0});
   out.emplace_back("indirect_read", indirect.bytes(diskPrefix(all)));
+
+  // A write whose header is a direct descriptor and whose data and status are in an
+  // indirect table after it.
+  fuzz::QueueInputBuilder mixed = requestQueue(fuzz::kInputIndirect);
+  mixed.writeObject(fuzz::kBaseAbsolute, kHeaderAt, blk::RequestHeader{blk::kTypeOut, 0, 6})
+      .descriptor(0, Descriptor{kHeaderAt, 16, kDescNext, 1})
+      .descriptor(1, Descriptor{kIndirectAt, 32, kDescIndirect, 0})
+      .indirectTable(kIndirectAt, {Descriptor{kDataAt, 2048, kDescNext, 1},
+                                   Descriptor{kStatusAt, 1, kDescWrite, 0}})
+      .avail(0, 1, 0, {0});
+  out.emplace_back("write_header_then_indirect", mixed.bytes(diskPrefix(all)));
 
   // The largest read a chain can carry: 4 GiB in all, 16 bytes of header, 4 GiB - 512 bytes
   // of data (buffers of all of RAM, overlapping), the status byte, on an 8 GiB disk.
@@ -343,7 +354,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> seeds() {
 
   // Header and status in one buffer each direction, sharing a page (as some drivers do).
   fuzz::QueueInputBuilder packed = requestQueue();
-  packed.writeObject(fuzz::kBaseAbsolute, kHeaderAt, blk::RequestHeader{blk::kTypeOut, 2, 0})
+  packed.writeObject(fuzz::kBaseAbsolute, kHeaderAt, blk::RequestHeader{blk::kTypeOut, 0, 2})
       .descriptor(0, Descriptor{kHeaderAt, 16 + 512, kDescNext, 1})
       .descriptor(1, Descriptor{kHeaderAt + 16 + 512, 1, kDescWrite, 0})
       .avail(0, 1, 0, {0});

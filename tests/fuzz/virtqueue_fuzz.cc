@@ -60,6 +60,15 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> seeds() {
       .avail(0, 1, 0, {3});
   out.emplace_back("indirect_chain", indirect.bytes());
 
+  // Direct descriptors, then an indirect table (unusual but valid: virtio 1.2 2.7.5.3.2).
+  fuzz::QueueInputBuilder mixed(seedHeader(4, fuzz::kInputIndirect));
+  mixed.descriptor(1, Descriptor{0x10000, 16, kDescNext, 4})
+      .descriptor(4, Descriptor{0x8000, 32, kDescIndirect | kDescWrite, 0})
+      .indirectTable(
+          0x8000, {Descriptor{0x11000, 64, kDescNext, 1}, Descriptor{0x12000, 256, kDescWrite, 0}})
+      .avail(0, 1, 0, {1});
+  out.emplace_back("direct_then_indirect", mixed.bytes());
+
   // Three chains with VIRTIO_F_EVENT_IDX, returned last first, the second one given back once.
   fuzz::QueueInputHeader event_header = seedHeader(3, fuzz::kInputEventIdx | fuzz::kInputIndirect);
   event_header.mode = fuzz::kModeDeferUsed;

@@ -237,10 +237,10 @@ struct ModelBuffer {
 // The non-empty buffers of the chain at `head` in order, or nullopt when the chain breaks one
 // of the rules queue.h enforces (then pop() must fail): head and next indices inside their
 // table; at most table-size descriptors per table (this is what stops loops); an indirect
-// descriptor only with VIRTIO_F_INDIRECT_DESC, not inside an indirect table, without NEXT,
-// before any non-empty buffer, naming a whole number of descriptors (at most
-// kMaxQueueSize) in guest memory; buffers in guest memory; no device-readable buffer after a
-// device-writable one; at most 4 GiB in all.
+// descriptor only with VIRTIO_F_INDIRECT_DESC, not inside an indirect table, without NEXT
+// (so last in the descriptor table, possibly after direct ones: 2.7.5.3.2), naming a whole
+// number of descriptors (at most kMaxQueueSize) in guest memory; buffers in guest memory; no
+// device-readable buffer after a device-writable one; at most 4 GiB in all.
 inline std::optional<std::vector<ModelBuffer>> modelChain(const QueueInput& input, uint16_t head) {
   const GuestMemory& memory = guestMemory();
   if (head >= input.layout.size) return std::nullopt;
@@ -257,7 +257,7 @@ inline std::optional<std::vector<ModelBuffer>> modelChain(const QueueInput& inpu
     const auto desc = readGuest<Descriptor>(table + 16 * index);
     if ((desc.flags & kDescIndirect) != 0) {
       if (!input.indirect() || in_indirect || (desc.flags & kDescNext) != 0 || desc.len == 0 ||
-          desc.len % 16 != 0 || desc.len / 16 > kMaxQueueSize || !buffers.empty() ||
+          desc.len % 16 != 0 || desc.len / 16 > kMaxQueueSize ||
           !memory.contains(GuestAddress{desc.addr}, desc.len)) {
         return std::nullopt;
       }

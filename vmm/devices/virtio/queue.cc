@@ -160,10 +160,10 @@ absl::StatusOr<DescriptorChain> Virtqueue::readChain(uint16_t head) const {
                         "guest memory",
                         head, desc.len, desc.addr));
       }
-      if (!chain.readable.empty() || !chain.writable.empty()) {
-        // The spec allows an indirect descriptor only as the sole one of a chain.
-        return malformed(fmt::format("chain {}: an indirect descriptor after direct ones", head));
-      }
+      // Direct descriptors may come before it: "The device MUST handle the case of zero or
+      // more normal chained descriptors followed by a single descriptor with
+      // flags&VIRTQ_DESC_F_INDIRECT" (2.7.5.3.2). The walk stays bounded: at most the queue
+      // size in the descriptor table, then at most the indirect table's size.
       table = span->data();
       table_size = desc.len / 16;
       in_indirect = true;

@@ -111,6 +111,21 @@ TEST_F(VirtqueueTest, PopsIndirectChains) {
   EXPECT_EQ((*chain)->writableBytes(), 4097u);
 }
 
+// Virtio 1.2 2.7.5.3.2: normal descriptors followed by one indirect descriptor is a valid chain.
+TEST_F(VirtqueueTest, PopsDirectDescriptorsFollowedByAnIndirectTable) {
+  Virtqueue queue = activate();
+  (void)memory_->writeObject(GuestAddress{kData + 0x8000},
+                             Descriptor{kData + 0x1000, 512, kDescWrite, 0});
+  driver_->writeDescriptor(0, {kData, 16, kDescNext, 1});
+  driver_->writeDescriptor(1, {kData + 0x8000, 16, kDescIndirect, 0});
+  driver_->makeAvailable(0);
+  auto chain = queue.pop();
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  ASSERT_TRUE(chain->has_value());
+  EXPECT_EQ((*chain)->readableBytes(), 16u);
+  EXPECT_EQ((*chain)->writableBytes(), 512u);
+}
+
 TEST_F(VirtqueueTest, RefusesIndirectWithoutTheFeature) {
   Virtqueue queue = activate(featureBit(kFeatureEventIdx));
   driver_->makeAvailable(driver_->addIndirectChain({{kData, 16, false}}, kData + 0x8000));
