@@ -110,8 +110,11 @@ Vm::~Vm() {
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& given, GuestMemory memory) {
   VmConfig config = given;
-  for (NicConfig& nic : config.nics) {
-    if (nic.mac.empty()) nic.mac = network::MacAddress::randomLocal().toString();
+  std::vector<size_t> random_macs;  // NICs configured without one
+  for (size_t i = 0; i < config.nics.size(); ++i) {
+    if (!config.nics[i].mac.empty()) continue;
+    config.nics[i].mac = network::MacAddress::randomLocal().toString();
+    random_macs.push_back(i);
   }
   auto kvm = Kvm::open();
   if (!kvm.ok()) return withExitCode(kvm.status(), kExitNoResources);
@@ -139,12 +142,8 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& given, GuestMemory
   RETURN_IF_ERROR(vm->addDevices());
   ASSIGN_OR_RETURN(vm->virtio_,
                    VirtioDevices::create(vm->config_, vm->memory_, vm->vm_fd_, vm->mmio_bus_));
-  for (const NicConfig& nic : vm->config_.nics) {
-    if (given.nics.empty() || std::none_of(given.nics.begin(), given.nics.end(),
-                                           [&](const NicConfig& n) { return n.mac == nic.mac; })) {
-      vm->log_.info("NIC {} has the random MAC {}",
-                    nic.tap.empty() ? fmt::format("fd {}", nic.fd) : nic.tap, nic.mac);
-    }
+  for (size_t i : random_macs) {
+    vm->log_.info("NIC net{} has the random MAC {}", i, vm->config_.nics[i].mac);
   }
   RETURN_IF_ERROR(vm->createVcpus());
   return vm;

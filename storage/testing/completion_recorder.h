@@ -8,8 +8,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "fmt/format.h"
 #include "storage/block_backend.h"
 
 namespace flotilla::storage::testing {
@@ -56,6 +58,39 @@ class CompletionRecorder final : public BlockCompletionSink {
       if (c.tag == tag) return c.result;
     }
     return std::nullopt;
+  }
+
+  // Submits `requests` to `backend` (whose sink this is), waits for their completions and
+  // returns their results in the order of the requests. An error when one did not complete,
+  // or completed more than once.
+  absl::StatusOr<std::vector<BlockResult>> submitAndWait(BlockBackend& backend,
+                                                         std::vector<BlockRequest> requests) {
+    const size_t before = all().size();
+    std::vector<uint64_t> tags;
+    for (const BlockRequest& r : requests) tags.push_back(r.tag);
+    backend.submit(std::span<BlockRequest>(requests));
+    std::vector<BlockCompletion> completions = waitFor(before + tags.size());
+    if (completions.size() < before + tags.size()) {
+      return absl::DeadlineExceededError(fmt::format("{} of {} requests did not complete",
+                                                     before + tags.size() - completions.size(),
+                                                     tags.size()));
+    }
+    std::vector<BlockResult> results;
+    for (uint64_t tag : tags) {
+      int seen = 0;
+      BlockResult result = BlockResult::kIoError;
+      for (size_t i = before; i < completions.size(); ++i) {
+        if (completions[i].tag == tag) {
+          ++seen;
+          result = completions[i].result;
+        }
+      }
+      if (seen != 1) {
+        return absl::InternalError(fmt::format("tag {} completed {} times", tag, seen));
+      }
+      results.push_back(result);
+    }
+    return results;
   }
 
   std::vector<BlockCompletion> all() {

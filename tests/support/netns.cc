@@ -29,6 +29,7 @@ extern "C" {
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "fmt/format.h"
@@ -109,6 +110,12 @@ void removeStaleNetNamespaces() {
   for (const std::string& name : stale) {
     std::fprintf(stderr, "removing network namespace %s left by a test that is gone\n",
                  name.c_str());
+    // The VMMs or QEMUs the dead test ran inside would outlive the namespace's name.
+    absl::StatusOr<std::string> pids = runCommand({"ip", "netns", "pids", name});
+    for (absl::string_view text : absl::StrSplit(pids.ok() ? *pids : "", '\n', absl::SkipEmpty())) {
+      std::optional<pid_t> pid = parsePid(std::string_view(text.data(), text.size()));
+      if (pid.has_value()) ::kill(*pid, SIGKILL);
+    }
     (void)runCommand({"ip", "netns", "del", name});
   }
 }

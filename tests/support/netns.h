@@ -203,7 +203,8 @@ class OvsInstance {
 };
 
 // Removes what test processes that no longer exist left behind: network namespaces named
-// flt-*-<pid>-<n> (`ip netns del`), and OVS instance directories <pid>-* under
+// flt-*-<pid>-<n> (`ip netns del`, after SIGKILL by PID to the processes still inside,
+// `ip netns pids`), and OVS instance directories <pid>-* under
 // $TMPDIR/flotilla-ovs with the daemons recorded in their pidfiles (SIGKILL, by PID, only
 // when the process's command line names that directory). Objects of live processes are left
 // alone. NetNamespace::create and OvsInstance::start call these once per process.

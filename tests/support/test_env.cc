@@ -1,6 +1,7 @@
 // Integration test helpers (see test_env.h).
 #include "tests/support/test_env.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "fmt/format.h"
 
 namespace flotilla::testing {
 
@@ -28,6 +30,16 @@ TempDir::TempDir() {
     std::abort();
   }
   path_ = buffer.data();
+}
+
+absl::StatusOr<std::string> TempDir::sparseFile(std::string_view name, uint64_t bytes) const {
+  std::string path = file(name);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return errnoStatus(errno, fmt::format("creating {}", path));
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
+    return errnoStatus(errno, fmt::format("sizing {} to {} bytes", path, bytes));
+  }
+  return path;
 }
 
 TempDir::~TempDir() {

@@ -20,6 +20,9 @@ class TempDir {
 
   const std::string& path() const { return path_; }
   std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+  // Creates (or truncates) the file `name` as a sparse file of `bytes` (a raw disk image);
+  // returns its path.
+  absl::StatusOr<std::string> sparseFile(std::string_view name, uint64_t bytes) const;
 
  private:
   std::string path_;

@@ -22,10 +22,14 @@
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/guest_console.h"
 #include "tests/support/test_env.h"
 
 namespace flotilla {
 namespace {
+
+using testing::linesStartingWith;
+using testing::numberAfter;
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
@@ -33,7 +37,6 @@ using ::testing::IsEmpty;
 using ::testing::StartsWith;
 
 constexpr char kGuestElf[] = FLOTILLA_GUEST_ELF;
-constexpr char kPrefix[] = "flotilla-guest: ";
 
 // QEMU's isa-debug-exit (and Flotilla's VMM) exit with (value << 1) | 1 when the guest writes
 // `value` to port 0xf4.
@@ -50,46 +53,6 @@ uint64_t computeChecksum(uint64_t iterations) {
     hash ^= hash >> 32;
   }
   return hash;
-}
-
-// The guest's protocol lines, without the prefix (other console output is dropped).
-std::vector<std::string> protocolLines(const std::string& console) {
-  std::vector<std::string> lines;
-  for (absl::string_view line : absl::StrSplit(console, '\n')) {
-    line = absl::StripSuffix(line, "\r");
-    // The prefix may follow firmware output on the same line; microvm prints none.
-    size_t at = line.find(kPrefix);
-    if (at != absl::string_view::npos) lines.emplace_back(line.substr(at + sizeof(kPrefix) - 1));
-  }
-  return lines;
-}
-
-std::vector<std::string> linesStartingWith(const std::vector<std::string>& lines,
-                                           absl::string_view start) {
-  std::vector<std::string> found;
-  for (const std::string& line : lines) {
-    if (absl::StartsWith(line, start)) found.push_back(line);
-  }
-  return found;
-}
-
-// The value of `key=` in a protocol line, as a number.
-uint64_t numberAfter(const std::string& line, absl::string_view key) {
-  std::string needle = " " + std::string(key) + "=";
-  size_t at = line.find(needle);
-  if (at == std::string::npos) {
-    ADD_FAILURE() << "no " << key << "= in: " << line;
-    return 0;
-  }
-  absl::string_view rest = absl::string_view(line).substr(at + needle.size());
-  rest = rest.substr(0, rest.find(' '));
-  uint64_t value = 0;
-  if (absl::StartsWith(rest, "0x")) {
-    EXPECT_TRUE(absl::SimpleHexAtoi(rest.substr(2), &value)) << line;
-  } else {
-    EXPECT_TRUE(absl::SimpleAtoi(rest, &value)) << line;
-  }
-  return value;
 }
 
 struct GuestOptions {
@@ -194,7 +157,8 @@ class GuestQemuTest : public ::testing::Test {
   bool waitForLines(ChildProcess& child, absl::string_view start, size_t count) {
     const absl::Time give_up = absl::Now() + absl::Seconds(120);
     while (absl::Now() < give_up) {
-      if (linesStartingWith(protocolLines(console()), start).size() >= count) return true;
+      if (linesStartingWith(testing::guestProtocolLines(console()), start).size() >= count)
+        return true;
       if (child.wait(absl::Milliseconds(50)).ok()) return false;  // it exited
     }
     return false;
@@ -207,7 +171,7 @@ class GuestQemuTest : public ::testing::Test {
 TEST_F(GuestQemuTest, SelftestPassesWithOneCpu) {
   ExitStatus status = runToExit({.cmdline = "workload=selftest cpus=1", .cpus = 1});
   EXPECT_EQ(status.code, exitStatusFor(0)) << status.describe();
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   std::vector<std::string> ready = linesStartingWith(lines, "ready ");
   ASSERT_THAT(ready, ::testing::SizeIs(1));
   EXPECT_THAT(ready[0], StartsWith("ready workload=selftest cpus=1 tsc_khz="));
@@ -226,7 +190,7 @@ TEST_F(GuestQemuTest, SelftestPassesWithOneCpu) {
 TEST_F(GuestQemuTest, SelftestStartsFourCpus) {
   ExitStatus status = runToExit({.cmdline = "workload=selftest cpus=4", .cpus = 4});
   EXPECT_EQ(status.code, exitStatusFor(0)) << status.describe();
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   EXPECT_THAT(lines, Contains(StartsWith("result selftest lapic-timer ")));
   EXPECT_THAT(lines, Contains("result selftest smp cpus=4 ok"));
   EXPECT_THAT(linesStartingWith(lines, "error"), IsEmpty());
@@ -235,13 +199,14 @@ TEST_F(GuestQemuTest, SelftestStartsFourCpus) {
 TEST_F(GuestQemuTest, SelftestWithoutExpectedCountCountsTheCpus) {
   ExitStatus status = runToExit({.cmdline = "workload=selftest", .cpus = 2});
   EXPECT_EQ(status.code, exitStatusFor(0)) << status.describe();
-  EXPECT_THAT(protocolLines(console()), Contains("result selftest smp cpus=2 ok"));
+  EXPECT_THAT(testing::guestProtocolLines(console()), Contains("result selftest smp cpus=2 ok"));
 }
 
 TEST_F(GuestQemuTest, SelftestFailsWhenFewerCpusStart) {
   ExitStatus status = runToExit({.cmdline = "workload=selftest cpus=2", .cpus = 1});
   EXPECT_EQ(status.code, exitStatusFor(1)) << status.describe();
-  EXPECT_THAT(protocolLines(console()), Contains("error selftest smp cpus=1 expected=2"));
+  EXPECT_THAT(testing::guestProtocolLines(console()),
+              Contains("error selftest smp cpus=1 expected=2"));
 }
 
 TEST_F(GuestQemuTest, ComputePrintsTheChecksumAndExits) {
@@ -249,7 +214,7 @@ TEST_F(GuestQemuTest, ComputePrintsTheChecksumAndExits) {
   ExitStatus status =
       runToExit({.cmdline = fmt::format("workload=compute iterations={}", kIterations)});
   EXPECT_EQ(status.code, exitStatusFor(0)) << status.describe();
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   EXPECT_THAT(lines, Contains(StartsWith("ready workload=compute cpus=1 ")));
   EXPECT_THAT(lines, Contains(fmt::format("result compute iterations={} checksum={:#x}",
                                           kIterations, computeChecksum(kIterations))));
@@ -263,7 +228,7 @@ TEST_F(GuestQemuTest, CounterPassesItsSelfCheckUntilKilled) {
   auto stopped = qemu.terminate(absl::Seconds(5));
   EXPECT_TRUE(stopped.ok()) << stopped.status();
   ASSERT_TRUE(progressed) << "the counter did not report progress twice";
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   EXPECT_THAT(lines, Contains(StartsWith("ready workload=counter ")));
   std::vector<std::string> passes = linesStartingWith(lines, "counter pass=");
   EXPECT_GE(numberAfter(passes.back(), "pass"), 1u);
@@ -274,7 +239,7 @@ TEST_F(GuestQemuTest, DirtyReportsPassesAndPausesAfterItsDuration) {
   ExitStatus status =
       runToExit({.cmdline = "workload=dirty dirty_mib=4 rate_mbps=100 duration_s=2"});
   EXPECT_EQ(status.code, exitStatusFor(0)) << status.describe();
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   std::vector<std::string> results = linesStartingWith(lines, "result dirty ");
   ASSERT_THAT(results, ::testing::SizeIs(1));
   EXPECT_THAT(results[0],
@@ -316,7 +281,7 @@ class GuestBadCommandLineTest : public GuestQemuTest,
 TEST_P(GuestBadCommandLineTest, ExitsWithStatusTwoAndSaysWhy) {
   ExitStatus status = runToExit({.cmdline = GetParam().cmdline});
   EXPECT_EQ(status.code, exitStatusFor(2)) << status.describe();
-  std::vector<std::string> lines = protocolLines(console());
+  std::vector<std::string> lines = testing::guestProtocolLines(console());
   EXPECT_THAT(lines, Contains("error bad command line: " + GetParam().why));
   EXPECT_THAT(linesStartingWith(lines, "ready"), IsEmpty());
 }

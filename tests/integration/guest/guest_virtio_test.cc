@@ -18,16 +18,12 @@
 #include <unistd.h>
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,10 +41,16 @@
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/guest_console.h"
+#include "tests/support/netns.h"
 #include "tests/support/test_env.h"
 
 namespace flotilla {
 namespace {
+
+using testing::linesStartingWith;
+using testing::numberAfter;
+using testing::valueAfter;
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
@@ -58,50 +60,10 @@ using ::testing::SizeIs;
 using ::testing::StartsWith;
 
 constexpr char kGuestElf[] = FLOTILLA_GUEST_ELF;
-constexpr char kPrefix[] = "flotilla-guest: ";
 constexpr uint64_t kMiB = 1 << 20;
 
 int exitStatusFor(int guest_exit_code) {
   return (guest_exit_code << 1) | 1;
-}
-
-// The guest's protocol lines, without the prefix. Only complete lines: the serial port
-// reaches the file byte by byte, so the last line may still be growing.
-std::vector<std::string> protocolLines(const std::string& console) {
-  std::vector<std::string> lines;
-  absl::string_view complete(console);
-  complete = complete.substr(0, complete.rfind('\n') + 1);  // npos + 1 == 0: nothing
-  for (absl::string_view line : absl::StrSplit(complete, '\n')) {
-    line = absl::StripSuffix(line, "\r");
-    size_t at = line.find(kPrefix);
-    if (at != absl::string_view::npos) lines.emplace_back(line.substr(at + sizeof(kPrefix) - 1));
-  }
-  return lines;
-}
-
-std::vector<std::string> linesStartingWith(const std::vector<std::string>& lines,
-                                           absl::string_view start) {
-  std::vector<std::string> found;
-  for (const std::string& line : lines) {
-    if (absl::StartsWith(line, start)) found.push_back(line);
-  }
-  return found;
-}
-
-// The text after " key=" in a protocol line, up to the next space ("" when absent).
-std::string valueAfter(const std::string& line, absl::string_view key) {
-  std::string needle = " " + std::string(key) + "=";
-  size_t at = line.find(needle);
-  if (at == std::string::npos) return "";
-  absl::string_view rest = absl::string_view(line).substr(at + needle.size());
-  return std::string(rest.substr(0, rest.find(' ')));
-}
-
-uint64_t numberAfter(const std::string& line, absl::string_view key) {
-  std::string text = valueAfter(line, key);
-  uint64_t value = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(text, &value)) << "no number " << key << "= in: " << line;
-  return value;
 }
 
 // The guest's blk data pattern (guest/workloads/blk.c), recomputed: the 64-bit word at disk
@@ -166,7 +128,7 @@ class GuestVirtioTest : public ::testing::Test {
   std::string stderrPath() const { return dir_.file("qemu.stderr"); }
   std::string monitorPath() const { return dir_.file("monitor.sock"); }
   std::string console() const { return testing::fileTail(consolePath(), 1 << 20); }
-  std::vector<std::string> lines() const { return protocolLines(console()); }
+  std::vector<std::string> lines() const { return testing::guestProtocolLines(console()); }
 
   // The one line starting with `start`, or "" (and a failure) when there is not exactly one.
   std::string onlyLine(absl::string_view start) const {
@@ -177,11 +139,9 @@ class GuestVirtioTest : public ::testing::Test {
 
   // A sparse raw disk image of `mib` MiB in the test's directory.
   std::string createDisk(const std::string& name, uint64_t mib) {
-    std::string path = dir_.file(name);
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    EXPECT_TRUE(fd.valid()) << path;
-    EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(mib * kMiB)), 0) << path;
-    return path;
+    auto path = dir_.sparseFile(name, mib * kMiB);
+    EXPECT_TRUE(path.ok()) << path.status();
+    return path.ok() ? *path : "";
   }
 
   static std::vector<std::string> blkDevice(const std::string& disk,
@@ -599,122 +559,6 @@ constexpr char kGuestIp[] = "10.0.0.2";
 constexpr char kHostCidr[] = "10.0.0.1/24";
 constexpr char kTap[] = "fgtap0";  // inside the test's own namespace, so no clash
 
-// A network namespace "flt-gv-<pid>-<n>" with a tap inside (address kHostCidr, up), deleted
-// by name on destruction, which removes the tap with it. QEMU runs inside through
-// `ip netns exec`; sockets are created inside by a thread that joined the namespace.
-class GuestNetns {
- public:
-  static absl::StatusOr<std::unique_ptr<GuestNetns>> create(const std::string& ip) {
-    static std::once_flag stale_removed;
-    std::call_once(stale_removed, [&] { removeStale(ip); });
-    static std::atomic<int> counter{0};
-    auto netns = std::unique_ptr<GuestNetns>(
-        new GuestNetns(ip, fmt::format("flt-gv-{}-{}", ::getpid(), counter++)));
-    SystemCommandRunner runner;
-    for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
-             {ip, "netns", "add", netns->name_},
-             {ip, "-n", netns->name_, "link", "set", "lo", "up"},
-             {ip, "-n", netns->name_, "tuntap", "add", "dev", kTap, "mode", "tap"},
-             {ip, "-n", netns->name_, "address", "add", kHostCidr, "dev", kTap},
-             {ip, "-n", netns->name_, "link", "set", kTap, "up"},
-         }) {
-      auto done = runChecked(runner, argv);
-      if (!done.ok()) return done.status();
-      netns->created_ = true;
-    }
-    return netns;
-  }
-
-  ~GuestNetns() {
-    if (!created_) return;
-    SystemCommandRunner runner;
-    auto deleted = runChecked(runner, {ip_, "netns", "delete", name_});
-    if (!deleted.ok()) std::cerr << "cannot delete namespace " << name_ << ": " << deleted.status();
-  }
-
-  GuestNetns(const GuestNetns&) = delete;
-  GuestNetns& operator=(const GuestNetns&) = delete;
-
-  // What a test process that was killed (a ctest timeout) left behind: namespaces
-  // flt-gv-<pid>-<n> of processes that no longer exist, and the QEMU still running inside
-  // each (found with `ip netns pids`, killed by PID when /proc/PID/comm says QEMU).
-  static void removeStale(const std::string& ip) {
-    std::error_code error;
-    for (const auto& entry : std::filesystem::directory_iterator("/run/netns", error)) {
-      const std::string name = entry.path().filename().string();
-      std::vector<std::string> parts = absl::StrSplit(name, '-');
-      pid_t owner = 0;
-      if (parts.size() != 4 || parts[0] != "flt" || parts[1] != "gv" ||
-          !absl::SimpleAtoi(parts[2], &owner) || owner <= 0) {
-        continue;
-      }
-      const bool owner_gone = ::kill(owner, 0) != 0 && errno == ESRCH;
-      if (!owner_gone) continue;
-      SystemCommandRunner runner;
-      auto pids = runChecked(runner, {ip, "netns", "pids", name});
-      const std::string listed = pids.ok() ? *pids : "";
-      for (absl::string_view text : absl::StrSplit(listed, '\n', absl::SkipEmpty())) {
-        pid_t pid = 0;
-        if (!absl::SimpleAtoi(text, &pid) || pid <= 0) continue;
-        if (absl::StartsWith(testing::fileTail(fmt::format("/proc/{}/comm", pid)), "qemu-system")) {
-          ::kill(pid, SIGKILL);
-        }
-      }
-      (void)runChecked(runner, {ip, "netns", "delete", name});
-    }
-  }
-
-  const std::string& name() const { return name_; }
-  std::vector<std::string> wrapper() const { return {ip_, "netns", "exec", name_}; }
-
-  // A socket created inside the namespace (it stays there wherever it is used).
-  absl::StatusOr<UniqueFd> socket(int domain, int type, int protocol) const {
-    return inside([&]() -> absl::StatusOr<UniqueFd> {
-      UniqueFd fd(::socket(domain, type | SOCK_CLOEXEC, protocol));
-      if (!fd.valid()) return absl::ErrnoToStatus(errno, "socket inside " + name_);
-      return fd;
-    });
-  }
-
-  // A packet socket receiving the tap's ARP frames (both directions).
-  absl::StatusOr<UniqueFd> arpSocket() const {
-    return inside([&]() -> absl::StatusOr<UniqueFd> {
-      UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP)));
-      if (!fd.valid()) return absl::ErrnoToStatus(errno, "packet socket inside " + name_);
-      sockaddr_ll address{};
-      address.sll_family = AF_PACKET;
-      address.sll_protocol = htons(ETH_P_ARP);
-      address.sll_ifindex = static_cast<int>(::if_nametoindex(kTap));
-      if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-        return absl::ErrnoToStatus(errno, "bind to the tap");
-      }
-      return fd;
-    });
-  }
-
- private:
-  GuestNetns(std::string ip, std::string name) : ip_(std::move(ip)), name_(std::move(name)) {}
-
-  // Runs `fn` on a thread that joined the namespace (setns changes only the calling thread).
-  absl::StatusOr<UniqueFd> inside(const std::function<absl::StatusOr<UniqueFd>()>& fn) const {
-    absl::StatusOr<UniqueFd> result = absl::InternalError("not run");
-    std::thread thread([&] {
-      UniqueFd ns(::open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
-      if (!ns.valid() || ::setns(ns.get(), CLONE_NEWNET) != 0) {
-        result = absl::ErrnoToStatus(errno, "cannot enter namespace " + name_);
-        return;
-      }
-      result = fn();
-    });
-    thread.join();
-    return result;
-  }
-
-  std::string ip_;
-  std::string name_;
-  bool created_ = false;
-};
-
 uint16_t internetChecksum(const uint8_t* data, size_t length) {
   uint32_t sum = 0;
   for (size_t i = 0; i + 1 < length; i += 2)
@@ -753,9 +597,16 @@ class GuestNetTest : public GuestVirtioTest {
         << "the net tests create a network namespace and a tap: run them as root";
     auto ip = testing::findProgram("ip", "iproute2");
     ASSERT_TRUE(ip.ok()) << ip.status();
-    auto netns = GuestNetns::create(*ip);
+    ip_ = *ip;
+    // A namespace of the test's own with a tap inside (address kHostCidr, up); deleting the
+    // namespace removes the tap. QEMU runs inside through `ip netns exec`.
+    auto netns = testing::NetNamespace::create("gv");
     ASSERT_TRUE(netns.ok()) << netns.status();
     netns_ = std::move(*netns);
+    auto tap = netns_->execChecked({"ip", "tuntap", "add", "dev", kTap, "mode", "tap"});
+    ASSERT_TRUE(tap.ok()) << tap.status();
+    ASSERT_TRUE(netns_->addAddress(kTap, kHostCidr).ok());
+    ASSERT_TRUE(netns_->setLinkUp(kTap).ok());
   }
 
   void TearDown() override {
@@ -769,7 +620,7 @@ class GuestNetTest : public GuestVirtioTest {
         {.cmdline = fmt::format("workload=net net.ip={}/24 {}", kGuestIp, options),
          .devices = {"-netdev", fmt::format("tap,id=n0,ifname={},script=no,downscript=no", kTap),
                      "-device", fmt::format("virtio-net-device,netdev=n0,mac={}", kGuestMac)},
-         .wrapper = netns_->wrapper()});
+         .wrapper = {ip_, "netns", "exec", netns_->name()}});
     ASSERT_TRUE(guest_.valid());
     ASSERT_TRUE(waitForLines(guest_, "net up ")) << "the guest did not report `net up`";
   }
@@ -836,7 +687,8 @@ class GuestNetTest : public GuestVirtioTest {
     EXPECT_STREQ(from_ip, kGuestIp);
   }
 
-  std::unique_ptr<GuestNetns> netns_;
+  std::string ip_;
+  std::unique_ptr<testing::NetNamespace> netns_;
   ChildProcess guest_;
 };
 
@@ -899,7 +751,7 @@ TEST_F(GuestNetTest, ExitsAfterThePacketLimit) {
 TEST_F(GuestNetTest, AnnouncesWhenTheDeviceAsks) {
   ASSERT_NO_FATAL_FAILURE(startGuest(""));
   EXPECT_EQ(valueAfter(onlyLine("net up "), "announce"), "1");
-  auto arp = netns_->arpSocket();
+  auto arp = netns_->packetSocket(kTap);  // every frame; ARP is picked out below
   ASSERT_TRUE(arp.ok()) << arp.status();
   // QEMU's announce_self sets VIRTIO_NET_S_ANNOUNCE (with GUEST_ANNOUNCE and CTRL_VQ
   // negotiated) and raises a configuration change, as after a live migration.

@@ -62,10 +62,9 @@ BlockRequest request(uint64_t tag, BlockOp op, uint64_t offset, std::vector<iove
 class IscsiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    disk_ = dir_.file("lun.img");
-    UniqueFd fd(::open(disk_.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
-    ASSERT_TRUE(fd.valid());
-    ASSERT_EQ(::ftruncate(fd.get(), kLunBytes), 0);
+    auto disk = dir_.sparseFile("lun.img", kLunBytes);
+    ASSERT_TRUE(disk.ok()) << disk.status();
+    disk_ = *disk;
   }
 
   void startTarget(TgtTargetOptions options = {}) {
@@ -84,26 +83,10 @@ class IscsiTest : public ::testing::Test {
   }
 
   std::vector<BlockResult> run(BlockBackend& backend, std::vector<BlockRequest> requests) {
-    const size_t before = recorder_.all().size();
-    std::vector<uint64_t> tags;
-    for (const BlockRequest& r : requests) tags.push_back(r.tag);
-    backend.submit(std::span<BlockRequest>(requests));
-    std::vector<BlockCompletion> all = recorder_.waitFor(before + requests.size());
-    EXPECT_EQ(all.size(), before + requests.size()) << "requests did not complete";
-    std::vector<BlockResult> results;
-    for (uint64_t tag : tags) {
-      int seen = 0;
-      BlockResult result = BlockResult::kIoError;
-      for (size_t i = before; i < all.size(); ++i) {
-        if (all[i].tag == tag) {
-          ++seen;
-          result = all[i].result;
-        }
-      }
-      EXPECT_EQ(seen, 1) << "tag " << tag << " completed " << seen << " times";
-      results.push_back(result);
-    }
-    return results;
+    const size_t count = requests.size();
+    auto results = recorder_.submitAndWait(backend, std::move(requests));
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() ? *results : std::vector<BlockResult>(count, BlockResult::kIoError);
   }
 
   BlockResult runOne(BlockBackend& backend, BlockRequest r) {

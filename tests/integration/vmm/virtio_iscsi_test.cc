@@ -1,8 +1,6 @@
 // flotilla-vmm's virtio-blk on an iSCSI LUN served by a tgtd the test starts: the guest's blk
 // workload passes on it, and keeps writing and verifying without an error while tgtd is
 // stopped and started again under its I/O (the backend reconnects and retries).
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <string>
 
@@ -24,18 +22,16 @@ using ::testing::Not;
 constexpr char kVmm[] = FLOTILLA_VMM;
 constexpr char kGuest[] = FLOTILLA_GUEST_ELF;
 
-std::string makeDisk(const TempDir& dir, uint64_t bytes) {
-  const std::string path = dir.file("lun.img");
-  const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-  EXPECT_GE(fd, 0) << path;
-  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(bytes)), 0);
-  ::close(fd);
-  return path;
+// A sparse raw disk image in `dir` (a failure ends the test).
+std::string makeDisk(const TempDir& dir, const std::string& name, uint64_t bytes) {
+  auto path = dir.sparseFile(name, bytes);
+  EXPECT_TRUE(path.ok()) << path.status();
+  return path.ok() ? *path : "";
 }
 
 TEST(VirtioIscsiTest, BlkWorkloadPassesOnALun) {
   TempDir dir;
-  auto tgt = TgtTarget::start(makeDisk(dir, uint64_t{64} << 20));
+  auto tgt = TgtTarget::start(makeDisk(dir, "lun.img", uint64_t{64} << 20));
   ASSERT_TRUE(tgt.ok()) << tgt.status();
   auto vmm = VmmProcess::start(kVmm,
                                {"--kernel", kGuest, "--memory", "256M", "--disk",
@@ -50,7 +46,7 @@ TEST(VirtioIscsiTest, BlkWorkloadPassesOnALun) {
 
 TEST(VirtioIscsiTest, GuestSeesNoErrorWhenTheTargetRestartsDuringIo) {
   TempDir dir;
-  auto tgt = TgtTarget::start(makeDisk(dir, uint64_t{32} << 20));
+  auto tgt = TgtTarget::start(makeDisk(dir, "lun.img", uint64_t{32} << 20));
   ASSERT_TRUE(tgt.ok()) << tgt.status();
   auto vmm =
       VmmProcess::start(kVmm,

@@ -3,8 +3,7 @@
 // EVENT_IDX), a read-only disk, rng and balloon alongside, disk I/O that keeps going across a
 // snapshot and a restore in a new process, the control API for disks and the balloon, and bad
 // device options.
-#include <fcntl.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <regex>
@@ -32,13 +31,11 @@ int guestExit(int value) {
   return (value << 1) | 1;
 }
 
+// A sparse raw disk image in `dir` (a failure ends the test).
 std::string makeDisk(const TempDir& dir, const std::string& name, uint64_t bytes) {
-  const std::string path = dir.file(name);
-  const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-  EXPECT_GE(fd, 0) << path;
-  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(bytes)), 0);
-  ::close(fd);
-  return path;
+  auto path = dir.sparseFile(name, bytes);
+  EXPECT_TRUE(path.ok()) << path.status();
+  return path.ok() ? *path : "";
 }
 
 std::unique_ptr<VmmProcess> startVmm(const TempDir& dir, const std::string& name,

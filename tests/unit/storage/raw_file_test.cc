@@ -84,26 +84,10 @@ class RawFileTest : public ::testing::Test {
   // Submits the requests in one batch, waits for their completions and returns their results
   // in the order of the requests.
   std::vector<BlockResult> run(BlockBackend& backend, std::vector<BlockRequest> requests) {
-    const size_t before = recorder_.all().size();
-    std::vector<uint64_t> tags;
-    for (const BlockRequest& r : requests) tags.push_back(r.tag);
-    backend.submit(std::span<BlockRequest>(requests));
-    std::vector<BlockCompletion> all = recorder_.waitFor(before + requests.size());
-    EXPECT_EQ(all.size(), before + requests.size());
-    std::vector<BlockResult> results;
-    for (uint64_t tag : tags) {
-      int seen = 0;
-      BlockResult result = BlockResult::kIoError;
-      for (size_t i = before; i < all.size(); ++i) {
-        if (all[i].tag == tag) {
-          ++seen;
-          result = all[i].result;
-        }
-      }
-      EXPECT_EQ(seen, 1) << "tag " << tag << " completed " << seen << " times";
-      results.push_back(result);
-    }
-    return results;
+    const size_t count = requests.size();
+    auto results = recorder_.submitAndWait(backend, std::move(requests));
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() ? *results : std::vector<BlockResult>(count, BlockResult::kIoError);
   }
 
   BlockResult runOne(BlockBackend& backend, BlockRequest r) {

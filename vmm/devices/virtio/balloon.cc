@@ -40,9 +40,7 @@ void VirtioBalloon::readConfig(uint64_t offset, std::span<uint8_t> data) {
   uint8_t config[balloon::kConfigBytes] = {};
   storeLittleEndian(num_pages_, std::span<uint8_t>(config).subspan(balloon::kConfigNumPages, 4));
   storeLittleEndian(actual_, std::span<uint8_t>(config).subspan(balloon::kConfigActual, 4));
-  for (size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset + i < sizeof(config) ? config[offset + i] : 0;
-  }
+  readConfigBytes(config, offset, data);
 }
 
 void VirtioBalloon::writeConfig(uint64_t offset, std::span<const uint8_t> data) {
@@ -66,13 +64,9 @@ void VirtioBalloon::changePages(size_t index) {
   bool answered = false;
   do {
     while (true) {
-      auto chain = queue->pop();
-      if (!chain.ok()) {
-        context_->needsReset(chain.status());
-        return;
-      }
-      if (!chain->has_value()) break;
-      const DescriptorChain& pages = **chain;
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
+      const DescriptorChain& pages = *chain;
       if (inflate) {
         // An array of 32-bit page frame numbers; runs of consecutive pages are freed at once.
         const uint64_t count = pages.readableBytes() / 4;
@@ -102,7 +96,7 @@ void VirtioBalloon::changePages(size_t index) {
       queue->addUsed(pages.head, 0);
       answered = true;
     }
-  } while (queue->enableNotifications());
+  } while (context_->running() && queue->enableNotifications());
   if (answered) context_->signalUsed(index);
 }
 
@@ -110,26 +104,22 @@ void VirtioBalloon::receiveStats() {
   Virtqueue* queue = context_->queue(kStatsQueue);
   if (queue == nullptr) return;
   while (true) {
-    auto chain = queue->pop();
-    if (!chain.ok()) {
-      context_->needsReset(chain.status());
-      return;
-    }
-    if (!chain->has_value()) break;
+    std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+    if (!chain.has_value()) break;
     if (stats_head_.has_value()) {
       // The driver has one statistics buffer; a second one is returned at once.
-      queue->addUsed((*chain)->head, 0);
+      queue->addUsed(chain->head, 0);
       context_->signalUsed(kStatsQueue);
       continue;
     }
-    const uint64_t count = (*chain)->readableBytes() / sizeof(balloon::Stat);
+    const uint64_t count = chain->readableBytes() / sizeof(balloon::Stat);
     for (uint64_t i = 0; i < count; ++i) {
       balloon::Stat stat;
-      gatherBytes((*chain)->readable, i * sizeof(stat),
+      gatherBytes(chain->readable, i * sizeof(stat),
                   {reinterpret_cast<uint8_t*>(&stat), sizeof(stat)});
       stats_[stat.tag] = stat.val;
     }
-    stats_head_ = (*chain)->head;
+    stats_head_ = chain->head;
   }
   queue->enableNotifications();
 }

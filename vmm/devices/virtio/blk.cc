@@ -99,10 +99,7 @@ std::vector<uint8_t> VirtioBlock::configBytes() const {
 }
 
 void VirtioBlock::readConfig(uint64_t offset, std::span<uint8_t> data) {
-  const std::vector<uint8_t> config = configBytes();
-  for (size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset + i < config.size() ? config[offset + i] : 0;
-  }
+  readConfigBytes(configBytes(), offset, data);
 }
 
 void VirtioBlock::process(size_t index) {
@@ -113,17 +110,13 @@ void VirtioBlock::process(size_t index) {
   bool answered = false;
   do {
     while (true) {
-      auto chain = queue->pop();
-      if (!chain.ok()) {
-        context_->needsReset(chain.status());
-        return;
-      }
-      if (!chain->has_value()) break;
-      const DescriptorChain& request = **chain;
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
+      const DescriptorChain& request = *chain;
       auto plan = parseBlockRequest(request, disk);
       if (!plan.ok()) {
         context_->needsReset(plan.status());
-        return;
+        break;  // the requests already popped still go to the backend
       }
       if (plan->type == blk::kTypeGetId && !plan->immediate_status.has_value()) {
         uint8_t id[blk::kIdBytes] = {};
@@ -151,10 +144,15 @@ void VirtioBlock::process(size_t index) {
       } else {
         backend_request.length = plan->data_bytes;
       }
-      in_flight_[request.head] = InFlight{plan->status, plan->used_length};
+      if (!in_flight_.try_emplace(request.head, InFlight{plan->status, plan->used_length}).second) {
+        context_->needsReset(absl::DataLossError(fmt::format(
+            "block request {}: the driver made the chain available again while it was in flight",
+            request.head)));
+        break;
+      }
       batch.push_back(std::move(backend_request));
     }
-  } while (queue->enableNotifications());
+  } while (context_->running() && queue->enableNotifications());
   if (!batch.empty()) backend_->submit(batch);
   if (answered) context_->signalUsed(index);
 }

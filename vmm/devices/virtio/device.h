@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +61,28 @@ class VirtioContext {
   // Whether the queues may be used (DRIVER_OK, not paused, no reset needed).
   virtual bool running() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex()) = 0;
 };
+
+// The next chain the driver made available on `queue`, or nullopt: when there is none, and
+// when the chain is malformed, which puts the device in NEEDS_RESET (context.running() is then
+// false, so that callers stop polling the queue).
+inline std::optional<DescriptorChain> popChain(VirtioContext& context, Virtqueue& queue)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(context.mutex()) {
+  auto chain = queue.pop();
+  if (!chain.ok()) {
+    context.needsReset(chain.status());
+    return std::nullopt;
+  }
+  return std::move(*chain);
+}
+
+// Copies the bytes of a configuration space `config` at `offset` into `data` (a driver's
+// read); bytes beyond its end read as zero.
+inline void readConfigBytes(std::span<const uint8_t> config, uint64_t offset,
+                            std::span<uint8_t> data) {
+  for (size_t i = 0; i < data.size(); ++i) {
+    data[i] = offset + i < config.size() ? config[offset + i] : 0;
+  }
+}
 
 class VirtioDevice {
  public:

@@ -71,9 +71,7 @@ void VirtioNet::readConfig(uint64_t offset, std::span<uint8_t> data) {
   std::memcpy(config.data() + net::kConfigMac, config_.mac.data(), config_.mac.size());
   storeLittleEndian(status_, std::span<uint8_t>(config).subspan(net::kConfigStatus, 2));
   storeLittleEndian(1, std::span<uint8_t>(config).subspan(net::kConfigMaxQueuePairs, 2));
-  for (size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset + i < config.size() ? config[offset + i] : 0;
-  }
+  readConfigBytes(config, offset, data);
 }
 
 void VirtioNet::activate() {
@@ -115,18 +113,17 @@ bool VirtioNet::deliverPending() {
   std::vector<DescriptorChain> chains;
   uint64_t room = 0;
   while (room < frame_length_) {
-    auto chain = queue->pop();
-    if (!chain.ok()) {
-      context_->needsReset(chain.status());
-      frame_length_ = 0;
+    std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+    if (!chain.has_value()) {
+      if (!context_->running()) {
+        frame_length_ = 0;  // a malformed queue: the frame cannot be delivered
+      } else {
+        queue->rewind(static_cast<uint16_t>(chains.size()));
+      }
       return false;
     }
-    if (!chain->has_value()) {
-      queue->rewind(static_cast<uint16_t>(chains.size()));
-      return false;
-    }
-    room += (*chain)->writableBytes();
-    chains.push_back(std::move(**chain));
+    room += chain->writableBytes();
+    chains.push_back(std::move(*chain));
     if (!mergeable) break;
   }
   if (room < frame_length_) {
@@ -192,13 +189,9 @@ void VirtioNet::transmit() {
   tx_waiting_ = false;
   do {
     while (true) {
-      auto chain = queue->pop();
-      if (!chain.ok()) {
-        context_->needsReset(chain.status());
-        return;
-      }
-      if (!chain->has_value()) break;
-      const DescriptorChain& frame = **chain;
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
+      const DescriptorChain& frame = *chain;
       const uint64_t bytes = frame.readableBytes();
       if (bytes <= sizeof(net::Header)) {
         ++counters_.tx_errors;
@@ -224,7 +217,7 @@ void VirtioNet::transmit() {
       queue->addUsed(frame.head, 0);
       sent = true;
     }
-  } while (!tx_waiting_ && queue->enableNotifications());
+  } while (!tx_waiting_ && context_->running() && queue->enableNotifications());
   if (sent) context_->signalUsed(kTxQueue);
 }
 
@@ -233,13 +226,9 @@ void VirtioNet::control() {
   if (queue == nullptr) return;
   bool answered = false;
   while (true) {
-    auto chain = queue->pop();
-    if (!chain.ok()) {
-      context_->needsReset(chain.status());
-      return;
-    }
-    if (!chain->has_value()) break;
-    const DescriptorChain& command = **chain;
+    std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+    if (!chain.has_value()) break;
+    const DescriptorChain& command = *chain;
     uint8_t header[2] = {};
     if (gatherBytes(command.readable, 0, header) != sizeof(header) || command.writable.empty()) {
       context_->needsReset(absl::DataLossError(fmt::format(

@@ -13,14 +13,10 @@ void VirtioRng::process(size_t index) {
   bool answered = false;
   do {
     while (true) {
-      auto chain = queue->pop();
-      if (!chain.ok()) {
-        context_->needsReset(chain.status());
-        return;
-      }
-      if (!chain->has_value()) break;
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
       uint32_t written = 0;
-      for (const ChainBuffer& buffer : (*chain)->writable) {
+      for (const ChainBuffer& buffer : chain->writable) {
         uint32_t want = std::min(buffer.length, kMaxBytesPerRequest - written);
         uint32_t got = 0;
         while (got < want) {
@@ -32,10 +28,10 @@ void VirtioRng::process(size_t index) {
         written += got;
         if (got < want || written == kMaxBytesPerRequest) break;
       }
-      queue->addUsed((*chain)->head, written);
+      queue->addUsed(chain->head, written);
       answered = true;
     }
-  } while (queue->enableNotifications());
+  } while (context_->running() && queue->enableNotifications());
   if (answered) context_->signalUsed(index);
 }
 

@@ -1,7 +1,9 @@
 // Test driver (see test_driver.h).
 #include "tests/unit/vmm/virtio/test_driver.h"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "vmm/devices/bus.h"
 
@@ -24,6 +26,14 @@ TestQueue::TestQueue(const GuestMemory& memory, uint64_t base, uint16_t size) : 
   layout_.desc = base;
   layout_.avail = base + descriptorTableBytes(size);
   layout_.used = (layout_.avail + availRingBytes(size) + 4095) & ~uint64_t{4095};
+  // Fresh rings, as a driver allocates them: nothing of an earlier queue at this place may
+  // look available.
+  for (const auto& [address, bytes] : {std::pair{layout_.desc, descriptorTableBytes(size)},
+                                       std::pair{layout_.avail, availRingBytes(size)},
+                                       std::pair{layout_.used, usedRingBytes(size)}}) {
+    auto ring = memory.span(GuestAddress{address}, bytes);
+    if (ring.ok()) std::fill(ring->begin(), ring->end(), uint8_t{0});
+  }
 }
 
 void TestQueue::writeDescriptor(uint16_t index, const Descriptor& desc) {
