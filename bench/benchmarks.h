@@ -1,5 +1,6 @@
 // The benchmarks of Flotilla's VMM against QEMU: start time and memory overhead of an idle
-// guest, and snapshot / restore of a 1 GiB guest with 256 MiB touched. Each alternates runs
+// guest, snapshot / restore of a 1 GiB guest with 256 MiB touched, and the virtio devices
+// (block I/O on a raw file and an iSCSI LUN, UDP echo through a tap). Each alternates runs
 // between the two VMMs, so that both share the machine's noise, and fails only when a
 // measurement itself failed (a VMM did not start, a restored guest did not continue).
 #pragma once
@@ -16,6 +17,8 @@ struct BenchContext {
   const testing::TempDir* dir = nullptr;  // sockets and snapshots; removed at the end
   int iterations = 15;                    // per VMM, for start and memory
   int snapshot_iterations = 5;            // per VMM, for snapshot and restore
+  int virtio_iterations = 3;              // per VMM and virtio row
+  int virtio_seconds = 3;                 // each virtio run measures this long
   bool verbose = false;                   // a line per run on standard error
 };
 
@@ -47,5 +50,31 @@ struct SnapshotResults {
 };
 
 absl::StatusOr<SnapshotResults> runSnapshotBenchmark(const BenchContext& context);
+
+// How the guest drives the virtio devices in the virtio benchmark: as Linux does.
+inline constexpr char kVirtioGuestOptions[] = "virtio.indirect=1 virtio.event_idx=1 virtio.irq=1";
+
+// Throughput rows: higher is better (a ratio above 1: Flotilla is faster).
+struct VirtioResults {
+  Row raw_randread_qd1{"raw file: 4 KiB random read, QD1", "k IOPS", {}, {}};
+  Row raw_randread_qd32{"raw file: 4 KiB random read, QD32", "k IOPS", {}, {}};
+  Row raw_seqread{"raw file: 1 MiB sequential read, QD4", "MB/s", {}, {}};
+  Row raw_seqwrite{"raw file: 1 MiB sequential write, QD4", "MB/s", {}, {}};
+  Row iscsi_randread_qd1{"iSCSI LUN: 4 KiB random read, QD1", "k IOPS", {}, {}};
+  Row iscsi_randread_qd32{"iSCSI LUN: 4 KiB random read, QD32", "k IOPS", {}, {}};
+  Row iscsi_seqread{"iSCSI LUN: 1 MiB sequential read, QD4", "MB/s", {}, {}};
+  Row udp_echo{"UDP echo round trips (one in flight)", "k/s", {}, {}};
+
+  std::vector<const Row*> rows() const {
+    return {&raw_randread_qd1,   &raw_randread_qd32,   &raw_seqread,   &raw_seqwrite,
+            &iscsi_randread_qd1, &iscsi_randread_qd32, &iscsi_seqread, &udp_echo};
+  }
+};
+
+// The guest's blk-bench workload on a virtio-blk disk (a raw file, then the same file as an
+// iSCSI LUN served by a tgtd started here) and its net workload on a virtio-net NIC on a tap
+// in a network namespace created here (UDP ping-pong from the namespace). Needs root (the
+// namespace), tgtd and QEMU's iSCSI driver (qemu-block-extra).
+absl::StatusOr<VirtioResults> runVirtioBenchmark(const BenchContext& context);
 
 }  // namespace flotilla::bench

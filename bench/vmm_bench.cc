@@ -1,5 +1,6 @@
 // vmm_bench: Flotilla's VMM against QEMU (the reference VMM), same guest file, same run, runs
-// alternating between them: start time, memory overhead, snapshot and restore. Prints the
+// alternating between them: start time, memory overhead, snapshot and restore, virtio block
+// and network throughput. Prints the
 // machine, a table (median, p90, ratio Flotilla/QEMU) and whether each target was met. Exits
 // 0 when every measurement worked, whether targets were met or not (a benchmark reports);
 // 1 when a measurement failed; 2 on bad usage. See docs/benchmarks.md.
@@ -17,6 +18,7 @@
 #include "common/command.h"
 #include "common/status.h"
 #include "fmt/format.h"
+#include "fmt/ranges.h"
 #include "tests/support/test_env.h"
 
 namespace flotilla::bench {
@@ -86,7 +88,8 @@ std::string verdict(bool met) {
   return met ? "[met]   " : "[missed]";
 }
 
-std::string summary(const StartResults* start, const SnapshotResults* snapshot) {
+std::string summary(const StartResults* start, const SnapshotResults* snapshot,
+                    const VirtioResults* virtio) {
   std::string text = "targets:\n";
   if (start != nullptr) {
     const Row& row = start->start_with_socket;
@@ -114,6 +117,17 @@ std::string summary(const StartResults* start, const SnapshotResults* snapshot) 
         formatFigure(snapshot->restore_running.qemu.median(), "ms"),
         formatFigure(snapshot->restore_loaded.flotilla.median(), "ms"));
   }
+  if (virtio != nullptr) {
+    std::vector<std::string> behind;
+    for (const Row* row : virtio->rows()) {
+      if (row->flotilla.median() < row->qemu.median()) {
+        behind.push_back(fmt::format("{} {}", row->label, formatRatio(*row)));
+      }
+    }
+    text +=
+        fmt::format("  {} virtio throughput >= QEMU on every row{}{}\n", verdict(behind.empty()),
+                    behind.empty() ? "" : ": behind on ", fmt::join(behind, "; "));
+  }
   return text;
 }
 
@@ -137,8 +151,14 @@ int run(int argc, char** argv) {
                  "runs per VMM for snapshot/restore (default max(3, iterations/3))")
       ->check(CLI::Range(1, 1000));
   app.add_flag("--quick", quick, "2 runs of everything (a smoke test; figures are rough)");
-  app.add_option("--only", only, "run one benchmark: start (start and memory) or snapshot")
-      ->check(CLI::IsMember({"start", "snapshot"}));
+  app.add_option("--virtio-iterations", context.virtio_iterations,
+                 "runs per VMM for each virtio row (default 3)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--virtio-seconds", context.virtio_seconds,
+                 "seconds each virtio run measures (default 3)")
+      ->check(CLI::Range(1, 600));
+  app.add_option("--only", only, "run one benchmark: start (start and memory), snapshot or virtio")
+      ->check(CLI::IsMember({"start", "snapshot", "virtio"}));
   app.add_option("--flotilla-vmm", context.programs.flotilla_vmm, "the flotilla-vmm to measure");
   app.add_option("--guest", context.programs.guest_elf, "the guest kernel both VMMs boot");
   app.add_flag("--verbose", context.verbose, "a line per run on standard error");
@@ -147,7 +167,11 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
   }
-  if (quick) context.iterations = 2;
+  if (quick) {
+    context.iterations = 2;
+    context.virtio_iterations = 1;
+    context.virtio_seconds = 1;
+  }
   context.snapshot_iterations = snapshot_iterations > 0   ? snapshot_iterations
                                 : context.iterations <= 3 ? context.iterations
                                                           : std::max(3, context.iterations / 3);
@@ -173,15 +197,18 @@ int run(int argc, char** argv) {
              machineFacts(context.programs, *version));
   fmt::print(
       "runs:     {} per VMM for start and memory (after 1 warm-up each), {} per VMM for "
-      "snapshot/restore\n\n",
-      context.iterations, context.snapshot_iterations);
+      "snapshot/restore, {} of {} s per VMM for each virtio row\n\n",
+      context.iterations, context.snapshot_iterations, context.virtio_iterations,
+      context.virtio_seconds);
   (void)std::fflush(stdout);  // the header before the progress lines on standard error
 
   std::vector<Section> sections;
   StartResults start;
   SnapshotResults snapshot;
+  VirtioResults virtio;
   const bool run_start = only.empty() || only == "start";
   const bool run_snapshot = only.empty() || only == "snapshot";
+  const bool run_virtio = only.empty() || only == "virtio";
   if (run_start) {
     fmt::print(stderr, "vmm_bench: start and memory, {} x 4 VMM starts...\n", context.iterations);
     auto results = runStartBenchmark(context);
@@ -220,11 +247,31 @@ int run(int argc, char** argv) {
                       snapshot.qemu_reported_total_ms.median(),
                       snapshot.qemu_reported_downtime_ms.median())}});
   }
+  if (run_virtio) {
+    fmt::print(stderr, "vmm_bench: virtio block and network, {} runs of {} s per VMM and row...\n",
+               context.virtio_iterations, context.virtio_seconds);
+    auto results = runVirtioBenchmark(context);
+    if (!results.ok()) return fail(annotate(results.status(), "virtio benchmark"));
+    virtio = std::move(*results);
+    sections.push_back(
+        {"virtio throughput (higher is better: a ratio above 1 means Flotilla is faster)",
+         virtio.rows(),
+         {"block: workload=blk-bench on one 256 MiB file (64 MiB used, in the page cache); iSCSI: "
+          "the same file as a LUN of a local tgtd, both VMMs through libiscsi",
+          "  QEMU: -drive format=raw (cache=writeback, aio=threads: its defaults), "
+          "virtio-blk-device; Flotilla: --disk path=F (io_uring) or iscsi=URL",
+          "network: workload=net on one persistent tap in a namespace; a UDP client there sends "
+          "a datagram, waits for its echo, repeats",
+          "  QEMU: -netdev tap (vhost=off, its default: both move frames in userspace), "
+          "virtio-net-device; Flotilla: --net tap=T",
+          fmt::format("guest: {} (as Linux drives virtio)", kVirtioGuestOptions)}});
+  }
   fmt::print(
       "median and p90 of the runs per VMM; Flotilla/QEMU is the ratio of the medians (below 1:\n"
-      "Flotilla is faster or smaller)\n\n{}\n{}",
+      "Flotilla is faster or smaller, except where a section says higher is better)\n\n{}\n{}",
       formatTable(sections),
-      summary(run_start ? &start : nullptr, run_snapshot ? &snapshot : nullptr));
+      summary(run_start ? &start : nullptr, run_snapshot ? &snapshot : nullptr,
+              run_virtio ? &virtio : nullptr));
   fmt::print("load:     {} (load average at the end)\n", loadAverage());
   // Under contention the ratios are not trustworthy either: the VMM that takes longer to
   // start collects more of the other work's delays.

@@ -14,6 +14,7 @@ std::vector<std::string> flotillaBootCommand(const Programs& programs, const Gue
   std::vector<std::string> argv = {
       programs.flotilla_vmm, "--kernel",    programs.guest_elf, "--memory", guest.memory,
       "--cmdline",           guest.cmdline, "--serial",         "stdout"};
+  argv.insert(argv.end(), guest.flotilla_devices.begin(), guest.flotilla_devices.end());
   if (!api_socket.empty()) {
     argv.push_back("--api-socket");
     argv.push_back(api_socket);
@@ -35,13 +36,20 @@ std::vector<std::string> flotillaRestoreCommand(const Programs& programs,
 
 std::vector<std::string> qemuCommand(const Programs& programs, const GuestSpec& guest,
                                      const std::string& qmp_socket, const std::string& incoming) {
+  const bool devices = !guest.qemu_devices.empty();
   std::vector<std::string> argv = {
-      programs.qemu, "-M", "microvm,memory-backend=mem", "-object",
+      programs.qemu, "-M",
+      devices ? "microvm,acpi=off,memory-backend=mem" : "microvm,memory-backend=mem", "-object",
       fmt::format("memory-backend-memfd,id=mem,size={}", guest.memory), "-nodefaults",
       "-no-user-config", "-nographic",
       // Under PVM, QEMU aborts setting IA32_ARCH_CAPABILITIES with plain `-cpu host`.
       "-cpu", "host,-arch-capabilities", "-accel", "kvm", "-m", guest.memory, "-serial", "stdio",
       "-kernel", programs.guest_elf, "-append", guest.cmdline};
+  if (devices) {
+    // Modern (version 2) virtio-mmio, as Flotilla's VMM and the guest speak it.
+    argv.insert(argv.end(), {"-global", "virtio-mmio.force-legacy=false"});
+    argv.insert(argv.end(), guest.qemu_devices.begin(), guest.qemu_devices.end());
+  }
   if (!qmp_socket.empty()) {
     argv.push_back("-qmp");
     argv.push_back(fmt::format("unix:{},server=on,wait=off", qmp_socket));

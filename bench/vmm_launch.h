@@ -26,6 +26,11 @@ struct Programs {
 struct GuestSpec {
   std::string memory = "256M";  // both VMMs take the same suffixes
   std::string cmdline = "workload=idle";
+  // virtio-mmio devices, as each VMM's own options ("--disk", "path=F"; "-device", "...").
+  // With devices QEMU's microvm runs with acpi=off, so that it appends their
+  // virtio_mmio.device= words to the command line (Flotilla's VMM always does).
+  std::vector<std::string> flotilla_devices{};
+  std::vector<std::string> qemu_devices{};
 };
 
 // flotilla-vmm booting the guest, serial console on standard output; with the API socket

@@ -17,8 +17,9 @@ packages=(
   # etcd: the server for integration tests and the local cluster, etcdctl, and the .proto
   # files from which proto/ derives the etcd client stubs at build time
   etcd-server etcd-client golang-etcd-server-dev
-  # the reference VMM for the test guest's cross-checks and the benchmarks; Linux fixtures
-  qemu-system-x86 qemu-utils
+  # the reference VMM for the test guest's cross-checks and the benchmarks (block-extra: its
+  # iSCSI driver, for the iSCSI rows of vmm_bench); Linux fixtures
+  qemu-system-x86 qemu-utils qemu-block-extra
   # test tooling
   iproute2 procps ethtool tcpdump iputils-ping
 )

@@ -91,8 +91,10 @@ class IscsiBackend final : public BlockBackend {
   void teardownContext();
   void expireOutage();
   void accept(Incoming incoming);
+  bool submitDirectly(std::span<BlockRequest> requests);
   void issueReady();
   bool issue(Command& command);
+  void flushOutgoing();
   void commandDone(Command& command, int status, scsi_task* task);
   void finishCommand(Command& command, BlockResult result);
   void deliver();
@@ -130,7 +132,9 @@ class IscsiBackend final : public BlockBackend {
   std::vector<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Everything below belongs to the service thread.
+  // Everything below is the service thread's, used under service_mu_, which the thread holds
+  // except while it waits in poll(); submit() takes it then to issue requests itself.
+  absl::Mutex service_mu_;
   iscsi_context* context_ = nullptr;
   Link link_ = Link::kIdle;
   Phase phase_ = Phase::kTcp;
