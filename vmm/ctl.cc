@@ -43,6 +43,31 @@ int runVmmctl(int argc, const char* const* argv) {
                        "at once)");
   CLI::App* snapshot = app.add_subcommand("snapshot", "write a snapshot of the VM into DIR");
   snapshot->add_option("directory", directory, "snapshot directory")->required();
+  flotilla::v1::MigrateSendRequest migrate;
+  std::string target;
+  double bandwidth_mbps = 0;
+  CLI::App* migrate_send =
+      app.add_subcommand("migrate-send", "live-migrate the VM to tcp:HOST:PORT (returns at once)");
+  migrate_send->add_option("target", target, "tcp:HOST:PORT of a flotilla-vmm --incoming")
+      ->required();
+  migrate_send->add_option("--token", *migrate.mutable_token(), "the target's migration token")
+      ->required();
+  uint32_t downtime_ms = 0;
+  uint32_t max_rounds = 0;
+  bool auto_converge = false;
+  bool force = false;
+  migrate_send->add_option("--downtime-ms", downtime_ms, "the longest pause allowed (default 300)")
+      ->check(CLI::Range(1u, 3'600'000u));
+  migrate_send->add_option("--bandwidth", bandwidth_mbps, "cap, in MB/s (default: none)")
+      ->check(CLI::PositiveNumber);
+  migrate_send
+      ->add_option("--max-rounds", max_rounds, "pre-copy rounds before giving up (default 30)")
+      ->check(CLI::Range(1u, 100'000u));
+  migrate_send->add_flag("--auto-converge", auto_converge,
+                         "throttle the vCPUs while the guest dirties faster than the link");
+  migrate_send->add_flag("--force", force, "switch over even when the pause will exceed the limit");
+  app.add_subcommand("migrate-status", "print the migration's phase and figures as JSON");
+  app.add_subcommand("migrate-cancel", "cancel the migration; the VM runs on here");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -90,6 +115,43 @@ int runVmmctl(int argc, const char* const* argv) {
     request.set_graceful_timeout_ms(timeout_ms);
     flotilla::v1::ShutdownResponse response;
     return report(stub->Shutdown(&context, request, &response), socket);
+  }
+  if (command == "migrate-send") {
+    if (!target.starts_with("tcp:")) {
+      std::fprintf(stderr, "flotilla-vmmctl: %s: expected tcp:HOST:PORT\n", target.c_str());
+      return 2;
+    }
+    migrate.set_address(target.substr(4));
+    migrate.set_downtime_limit_ms(downtime_ms);
+    migrate.set_max_rounds(max_rounds);
+    migrate.set_auto_converge(auto_converge);
+    migrate.set_force_switchover(force);
+    migrate.set_bandwidth_limit_bytes(static_cast<uint64_t>(bandwidth_mbps * 1e6));
+    flotilla::v1::MigrateSendResponse response;
+    return report(stub->MigrateSend(&context, migrate, &response), socket);
+  }
+  if (command == "migrate-status") {
+    flotilla::v1::MigrationStatus status_message;
+    grpc::Status status = stub->MigrateStatus(&context, {}, &status_message);
+    if (!status.ok()) return report(status, socket);
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.add_whitespace = true;
+    options.preserve_proto_field_names = true;
+    options.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(status_message, &json, options);
+    std::fputs(json.c_str(), stdout);
+    return 0;
+  }
+  if (command == "migrate-cancel") {
+    flotilla::v1::MigrateCancelResponse response;
+    grpc::Status status = stub->MigrateCancel(&context, {}, &response);
+    if (status.ok()) {
+      std::puts(response.cancelled() ? "cancelled"
+                                     : "nothing to cancel (no migration, or past "
+                                       "the point of no return)");
+    }
+    return report(status, socket);
   }
   flotilla::v1::SnapshotRequest request;
   request.set_directory(directory);

@@ -17,7 +17,8 @@ inline constexpr int kExitBadKernel = 4;      // missing, unreadable or invalid 
 inline constexpr int kExitNoResources = 6;    // no /dev/kvm, not enough memory, ...
 inline constexpr int kExitBadSnapshot = 8;    // missing, corrupted or foreign snapshot
 inline constexpr int kExitGuestCrashed = 10;  // triple fault
-inline constexpr int kExitInternalError = 12;  // KVM or the VMM failed
+inline constexpr int kExitInternalError = 12;    // KVM or the VMM failed
+inline constexpr int kExitMigrationFailed = 14;  // --incoming: the migration failed, nothing ran
 
 // Errors carry the exit status they should end flotilla-vmm with, as a status payload, so
 // that the layer that knows the kind of problem (reading the kernel, allocating memory, ...)

@@ -18,7 +18,7 @@ namespace {
 // The values as given on the command line (unset: not given).
 struct Flags {
   std::optional<std::string> config, name, kernel, initrd, cmdline, memory, cpu_model, serial,
-      api_socket, restore, log_level, log_file;
+      api_socket, restore, incoming, migration_token, log_level, log_file;
   std::optional<uint32_t> vcpus;
   bool hugepages = false;
   std::vector<std::string> disks, nets;
@@ -46,6 +46,8 @@ absl::Status loadConfigFile(const std::string& path, Flags& values, VmmOptions& 
   root.optional("serial", serial);
   root.optional("api_socket", options.api_socket);
   root.optional("restore", options.restore);
+  root.optional("incoming", options.incoming);
+  root.optional("migration_token", options.migration_token);
   root.optional("log_level", log_level);
   root.optional("log_file", options.log.file);
   root.optional("rng", options.vm.rng);
@@ -136,6 +138,11 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   app.add_flag("--balloon", flags.balloon, "a virtio memory balloon");
   app.add_option("--api-socket", flags.api_socket, "serve the VmmService API on this unix socket");
   app.add_option("--restore", flags.restore, "resume the snapshot in this directory");
+  app.add_option("--incoming", flags.incoming,
+                 "tcp:HOST:PORT: wait there for a live migration of the VM described by the "
+                 "other options (memory, vCPUs, CPU model, devices) instead of booting");
+  app.add_option("--migration-token", flags.migration_token,
+                 "with --incoming: the one-time token the migration source must present");
   app.add_option("--log-level", flags.log_level, "debug, info (default), warn or error");
   app.add_option("--log-file", flags.log_file, "write logs to this file instead of stderr");
   try {
@@ -173,6 +180,8 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   if (flags.rng) options.vm.rng = true;
   if (flags.balloon) options.vm.balloon = true;
   if (flags.restore) options.restore = *flags.restore;
+  if (flags.incoming) options.incoming = *flags.incoming;
+  if (flags.migration_token) options.migration_token = *flags.migration_token;
   if (flags.log_file) options.log.file = *flags.log_file;
   if (flags.memory) {
     auto bytes = parseByteSize(*flags.memory);
@@ -189,8 +198,30 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
     if (!level.ok()) return usage(fmt::format("--log-level: {}", level.status().message()));
     options.log.level = *level;
   }
+  if (!options.incoming.empty()) {
+    if (!options.incoming.starts_with("tcp:")) {
+      return usage(fmt::format("--incoming {}: expected tcp:HOST:PORT", options.incoming));
+    }
+    options.incoming = options.incoming.substr(4);
+    if (options.migration_token.empty()) {
+      return usage("--incoming needs --migration-token: the one-time token the source presents");
+    }
+    if (!options.restore.empty() || !options.vm.kernel.empty() || !options.vm.initrd.empty() ||
+        !options.vm.cmdline.empty()) {
+      return usage(
+          "--incoming receives a running VM: --restore, --kernel, --initrd and --cmdline do not "
+          "apply (give its memory, vCPUs, CPU model and devices)");
+    }
+    RETURN_IF_ERROR(validateVmConfig(options.vm));
+    return options;
+  }
+  if (!options.migration_token.empty()) {
+    return usage("--migration-token goes with --incoming");
+  }
   if (options.restore.empty() && options.vm.kernel.empty()) {
-    return usage("nothing to run: give --kernel FILE to boot, or --restore DIR to resume");
+    return usage(
+        "nothing to run: give --kernel FILE to boot, --restore DIR to resume, or --incoming "
+        "tcp:HOST:PORT to receive a migration");
   }
   if (!options.restore.empty() && (flags.kernel || flags.initrd || flags.cmdline || flags.vcpus ||
                                    flags.memory || flags.cpu_model)) {

@@ -12,8 +12,10 @@ namespace flotilla::vmm {
 
 struct VmmOptions {
   VmConfig vm;
-  std::string api_socket;  // empty: no API
-  std::string restore;     // a snapshot directory to resume instead of booting
+  std::string api_socket;       // empty: no API
+  std::string restore;          // a snapshot directory to resume instead of booting
+  std::string incoming;         // "HOST:PORT": wait for a migration there instead of booting
+  std::string migration_token;  // the one-time token a migration source must present
   LogOptions log;
   bool help = false;  // --help: print `help_text` and exit 0
   std::string help_text;

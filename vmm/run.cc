@@ -12,8 +12,10 @@
 #include "common/log.h"
 #include "common/thread.h"
 #include "fmt/format.h"
+#include "migration/receiver.h"
 #include "vmm/api/vmm_service.h"
 #include "vmm/exit_codes.h"
+#include "vmm/migration_endpoints.h"
 #include "vmm/options.h"
 #include "vmm/state/snapshot.h"
 #include "vmm/vm.h"
@@ -25,6 +27,47 @@ namespace {
 int fail(const absl::Status& status, int fallback) {
   std::fprintf(stderr, "flotilla-vmm: error: %s\n", std::string(status.message()).c_str());
   return exitCodeOf(status, fallback);
+}
+
+// --incoming: waits for the migration source on options.incoming (until a termination
+// signal, which are blocked here: they are polled for), receives the VM and runs it.
+absl::StatusOr<std::unique_ptr<Vm>> receiveVm(const VmmOptions& options,
+                                              const sigset_t& termination) {
+  const Logger log("vmm");
+  auto listener = migration::listenOn(options.incoming);
+  if (!listener.ok()) return withExitCode(listener.status(), kExitUsage);
+  log.info("waiting for an incoming migration on {} (port {})", options.incoming, listener->port);
+  std::string peer;
+  UniqueFd connection_fd;
+  while (!connection_fd.valid()) {
+    auto accepted = migration::acceptOne(listener->fd.get(), absl::Milliseconds(200), &peer);
+    if (accepted.ok()) {
+      connection_fd = std::move(*accepted);
+      break;
+    }
+    if (!absl::IsDeadlineExceeded(accepted.status())) {
+      return withExitCode(accepted.status(), kExitMigrationFailed);
+    }
+    const timespec no_wait{};
+    if (const int sig = ::sigtimedwait(&termination, nullptr, &no_wait); sig > 0) {
+      return withExitCode(
+          absl::CancelledError(fmt::format("received signal {} ({}) while waiting for the "
+                                           "migration source",
+                                           sig, sigabbrev_np(sig))),
+          kExitOk);
+    }
+  }
+  listener->fd.reset();  // one source, once
+  migration::Connection connection(std::move(connection_fd), "migration source " + peer,
+                                   absl::Seconds(30));
+  VmMigrationTarget target(options.vm);
+  migration::MigrationReceiver receiver(target, {.token = options.migration_token});
+  if (absl::Status received = receiver.run(connection); !received.ok()) {
+    return withExitCode(received, kExitMigrationFailed);
+  }
+  std::unique_ptr<Vm> vm = target.takeVm();
+  if (vm == nullptr) return absl::InternalError("the migration ended without a running VM");
+  return vm;
 }
 
 absl::StatusOr<std::unique_ptr<Vm>> buildVm(const VmmOptions& options) {
@@ -56,7 +99,8 @@ int runVmm(int argc, const char* const* argv) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&termination, sig);
   pthread_sigmask(SIG_BLOCK, &termination, nullptr);
 
-  auto vm = buildVm(*options);
+  const bool incoming = !options->incoming.empty();
+  auto vm = incoming ? receiveVm(*options, termination) : buildVm(*options);
   if (!vm.ok()) return fail(vm.status(), kExitInternalError);
 
   VmmServiceImpl service(**vm);
@@ -66,7 +110,8 @@ int runVmm(int argc, const char* const* argv) {
     if (!served.ok()) return fail(served.status(), kExitUsage);
     server = std::move(*served);
   }
-  if (absl::Status started = (*vm)->start(); !started.ok()) {
+  // A migrated VM already runs (the receiver started it on the source's go).
+  if (absl::Status started = incoming ? absl::OkStatus() : (*vm)->start(); !started.ok()) {
     return fail(started, kExitInternalError);
   }
 

@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "fmt/format.h"
+#include "network/announce.h"
 #include "network/mac_address.h"
 #include "network/tap.h"
 #include "storage/block_backend.h"
@@ -214,6 +215,15 @@ absl::Status VirtioDevices::restoreState(const flotilla::v1::VmSnapshot& snapsho
     RETURN_IF_ERROR(transports_[i]->restoreState(snapshot.virtio(static_cast<int>(i))));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> VirtioDevices::announceNics() {
+  uint32_t asked = 0;
+  for (virtio::VirtioNet* nic : nics_) {
+    ASSIGN_OR_RETURN(network::MacAddress mac, network::MacAddress::fromBytes(nic->config().mac));
+    if (nic->announce(network::buildAnnouncements(mac, std::nullopt))) ++asked;
+  }
+  return asked;
 }
 
 }  // namespace flotilla::vmm

@@ -56,6 +56,10 @@ class VirtioDevices {
   absl::Status saveState(flotilla::v1::VmSnapshot& snapshot);
   absl::Status restoreState(const flotilla::v1::VmSnapshot& snapshot);
 
+  // Makes every NIC's MAC known to the network again (after a migration): a guest that
+  // negotiated VIRTIO_NET_F_GUEST_ANNOUNCE is asked to announce itself, for the others the
+  // device sends a RARP and a gratuitous ARP. Returns how many guests were asked.
+  absl::StatusOr<uint32_t> announceNics();
   const std::vector<std::shared_ptr<virtio::VirtioMmio>>& transports() const { return transports_; }
   // The devices by kind, in configuration order (owned by their transports).
   const std::vector<virtio::VirtioBlock*>& disks() const { return disks_; }

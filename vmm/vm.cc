@@ -4,8 +4,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "common/clock.h"
@@ -76,6 +79,17 @@ absl::StatusOr<std::vector<uint8_t>> readImage(const std::string& path, std::str
   return bytes;
 }
 
+// Registers region i of `memory` as KVM memory slot i with `flags` (0, or
+// KVM_MEM_LOG_DIRTY_PAGES). Registering a slot again with other flags only changes them.
+absl::Status registerMemorySlots(const VmFd& vm, const GuestMemory& memory, uint32_t flags) {
+  for (size_t i = 0; i < memory.regions().size(); ++i) {
+    const GuestRegion& region = memory.regions()[i];
+    RETURN_IF_ERROR(vm.setUserMemoryRegion(static_cast<uint32_t>(i), region.base.raw(), region.size,
+                                           memory.hostAddress(i), flags));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status validateVmConfig(const VmConfig& config) {
@@ -102,6 +116,7 @@ Vm::Vm(VmConfig config, Kvm kvm, VmFd vm_fd, GuestMemory memory, std::unique_ptr
       loop_(std::move(loop)) {}
 
 Vm::~Vm() {
+  setThrottle(0);
   monitor_ = std::jthread();  // request stop and join
   stopVcpus();
   if (virtio_ != nullptr) virtio_->shutdown();
@@ -123,11 +138,7 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::build(const VmConfig& given, GuestMemory
   auto internal = [](absl::Status status) { return withExitCode(status, kExitInternalError); };
   // Memory slots before the irqchip: on some hosts (this PVM one) registering a slot after
   // KVM_CREATE_IRQCHIP costs 4-10 ms instead of 0.2 ms, the largest part of a VMM's start.
-  for (size_t i = 0; i < memory.regions().size(); ++i) {
-    const GuestRegion& region = memory.regions()[i];
-    RETURN_IF_ERROR(internal(vm_fd->setUserMemoryRegion(static_cast<uint32_t>(i), region.base.raw(),
-                                                        region.size, memory.hostAddress(i))));
-  }
+  RETURN_IF_ERROR(internal(registerMemorySlots(*vm_fd, memory, 0)));
   RETURN_IF_ERROR(internal(vm_fd->setTssAddress(kTssAddress)));
   RETURN_IF_ERROR(internal(vm_fd->setIdentityMapAddress(kIdentityMapAddress)));
   RETURN_IF_ERROR(internal(vm_fd->createIrqchip()));
@@ -342,6 +353,49 @@ absl::Status Vm::resume() {
   return absl::OkStatus();
 }
 
+void Vm::setThrottle(int percent) {
+  percent = std::clamp(percent, 0, 99);
+  absl::MutexLock lock(&throttle_mu_);
+  const int before = throttle_percent_.exchange(percent);
+  if (percent != before) log_.info("vCPU throttle {}% (was {}%)", percent, before);
+  if (percent == 0) {
+    throttler_ = std::jthread();  // request stop and join: it resumes what it paused first
+  } else if (!throttler_.joinable()) {
+    throttler_ = std::jthread([this](std::stop_token stop) { throttle(stop); });
+  }
+}
+
+void Vm::throttle(std::stop_token stop) {
+  setCurrentThreadName("throttle");
+  constexpr absl::Duration kPeriod = absl::Milliseconds(20);
+  std::mutex sleep_mu;
+  std::condition_variable_any wakeup;
+  auto sleepFor = [&](absl::Duration duration) {
+    std::unique_lock lock(sleep_mu);
+    wakeup.wait_for(lock, stop, absl::ToChronoMicroseconds(duration), [] { return false; });
+  };
+  while (!stop.stop_requested()) {
+    const absl::Duration off = kPeriod * throttle_percent_.load() / 100;
+    bool paused = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (run_state_ == RunState::kRunning && !end_.has_value()) {
+        for (auto& vcpu : vcpus_) vcpu->pause();
+        paused = true;
+      }
+    }
+    if (paused) {
+      sleepFor(off);
+      // Only a VM that still runs gets its vCPUs back: pause() may have come meanwhile.
+      absl::MutexLock lock(&mu_);
+      if (run_state_ == RunState::kRunning && !end_.has_value()) {
+        for (auto& vcpu : vcpus_) vcpu->resume();
+      }
+    }
+    sleepFor(kPeriod - off);
+  }
+}
+
 void Vm::shutdown(absl::Duration graceful) {
   if (graceful > absl::ZeroDuration() && runState() == RunState::kRunning) {
     log_.info("asking the guest to shut down (Ctrl-Alt-Del), waiting up to {}",
@@ -460,6 +514,104 @@ absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
   snapshot.set_tsc_khz(tsc_khz);
   RETURN_IF_ERROR(virtio_->saveState(snapshot));
   return snapshot;
+}
+
+absl::Status Vm::startDirtyLog() {
+  absl::MutexLock lock(&dirty_mu_);
+  const uint64_t pages = memory_.backing().size() / kPageSize;
+  if (dirty_logging_) {
+    DirtyBitmap dropped(pages);
+    return collectDirtyLog(dropped);
+  }
+  // Manual protect: KVM_GET_DIRTY_LOG no longer write-protects every dirty page at once while
+  // holding the MMU lock; KVM_CLEAR_DIRTY_LOG re-protects what was fetched. Without
+  // KVM_DIRTY_LOG_INITIALLY_SET the log starts empty, as without manual protect.
+  if (!manual_dirty_protect_ && (kvm_.checkExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+                                 KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) != 0) {
+    absl::Status enabled = vm_fd_.enableManualDirtyLogProtect();
+    if (enabled.ok()) {
+      manual_dirty_protect_ = true;
+    } else {
+      log_.warn("dirty logging without manual protect: {}", enabled.message());
+    }
+  }
+  slot_dirty_words_.resize(memory_.regions().size());
+  for (size_t i = 0; i < memory_.regions().size(); ++i) {
+    const uint64_t slot_pages = memory_.regions()[i].size / kPageSize;
+    slot_dirty_words_[i].assign(static_cast<size_t>((slot_pages + 63) / 64), 0);
+  }
+  // One tracker for the VM's life (GuestMemory keeps every tracker it was given alive); marks
+  // left from an earlier tracking period are dropped.
+  if (device_dirty_ == nullptr) device_dirty_ = std::make_shared<ConcurrentDirtyBitmap>(pages);
+  DirtyBitmap stale(pages);
+  device_dirty_->drainInto(stale);
+  memory_.setDeviceDirtyTracker(device_dirty_);
+  absl::Status logging = registerMemorySlots(vm_fd_, memory_, KVM_MEM_LOG_DIRTY_PAGES);
+  if (!logging.ok()) {
+    (void)registerMemorySlots(vm_fd_, memory_, 0);
+    memory_.setDeviceDirtyTracker(nullptr);
+    return annotate(logging, "starting dirty-page logging");
+  }
+  dirty_logging_ = true;
+  log_.info("dirty-page tracking on: {} pages in {} memory slots{}", pages,
+            memory_.regions().size(), manual_dirty_protect_ ? ", manual protect" : "");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Vm::fetchDirtyLog(DirtyBitmap& out) {
+  absl::MutexLock lock(&dirty_mu_);
+  if (!dirty_logging_) {
+    return absl::FailedPreconditionError(
+        "dirty-page tracking is off: call startDirtyLog() before fetchDirtyLog()");
+  }
+  const uint64_t pages = memory_.backing().size() / kPageSize;
+  if (out.pages() != pages) {
+    return absl::InvalidArgumentError(fmt::format(
+        "a dirty bitmap of {} pages for guest memory of {} pages: size it to the memory",
+        out.pages(), pages));
+  }
+  const uint64_t before = out.count();
+  RETURN_IF_ERROR(collectDirtyLog(out));
+  return out.count() - before;
+}
+
+absl::Status Vm::collectDirtyLog(DirtyBitmap& out) {
+  // KVM_CLEAR_DIRTY_LOG takes a 32-bit page count and a start that is a multiple of 64.
+  constexpr uint64_t kClearChunkPages = uint64_t{1} << 31;
+  for (size_t i = 0; i < memory_.regions().size(); ++i) {
+    const GuestRegion& region = memory_.regions()[i];
+    const auto slot = static_cast<uint32_t>(i);
+    const uint64_t slot_pages = region.size / kPageSize;
+    std::vector<uint64_t>& words = slot_dirty_words_[i];
+    RETURN_IF_ERROR(vm_fd_.getDirtyLog(slot, words));
+    // Into `out` first: should a clear fail, the caller still has every page it cleared.
+    out.mergeWords(region.fd_offset / kPageSize, words, slot_pages);
+    // With manual protect the bits stay set (and the pages writable) until cleared: clear
+    // exactly what was fetched, before the caller copies those pages, so that a write after
+    // the copy faults and is logged again. Ranges with nothing dirty cost no ioctl.
+    for (uint64_t first = 0; manual_dirty_protect_ && first < slot_pages;
+         first += kClearChunkPages) {
+      const uint64_t count = std::min(kClearChunkPages, slot_pages - first);
+      const std::span<uint64_t> chunk = std::span<uint64_t>(words).subspan(
+          static_cast<size_t>(first / 64), static_cast<size_t>((count + 63) / 64));
+      if (std::all_of(chunk.begin(), chunk.end(), [](uint64_t word) { return word == 0; })) {
+        continue;
+      }
+      RETURN_IF_ERROR(vm_fd_.clearDirtyLog(slot, first, static_cast<uint32_t>(count), chunk));
+    }
+  }
+  device_dirty_->drainInto(out);
+  return absl::OkStatus();
+}
+
+absl::Status Vm::stopDirtyLog() {
+  absl::MutexLock lock(&dirty_mu_);
+  if (!dirty_logging_) return absl::OkStatus();
+  RETURN_IF_ERROR(annotate(registerMemorySlots(vm_fd_, memory_, 0), "stopping dirty-page logging"));
+  memory_.setDeviceDirtyTracker(nullptr);
+  dirty_logging_ = false;
+  log_.info("dirty-page tracking off");
+  return absl::OkStatus();
 }
 
 absl::Status Vm::restoreState(const flotilla::v1::VmSnapshot& snapshot) {

@@ -4,6 +4,7 @@
 // is shut down; waitForEnd() says how.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
+#include "vmm/memory/dirty_bitmap.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/vcpu.h"
 #include "vmm/virtio_setup.h"
@@ -60,6 +62,29 @@ class Vm final : public VcpuHost {
   // The whole VM state but memory (the VM must be paused).
   absl::StatusOr<flotilla::v1::VmSnapshot> saveState() const;
 
+  // Dirty-page tracking for live migration, in memfd pages (memory().backing() / 4096). One
+  // caller at a time (the migration worker); any run state. Lazily restored memory must be
+  // loaded (memory().waitLoaded()) before its pages are copied: the loader's writes are not
+  // tracked.
+  //
+  // Starts dirty-page tracking: every memory slot re-registered with KVM_MEM_LOG_DIRTY_PAGES
+  // (manual protect enabled when the kernel has it), and device writes marked. Pages dirtied
+  // before this call are not reported. Called again while tracking, it starts over (what was
+  // logged so far is dropped).
+  absl::Status startDirtyLog();
+  // ORs into `out` (sized GuestMemory pages = memory().backing().size() / 4096) every page
+  // written since the previous call (or startDirtyLog): by vCPUs (KVM_GET_DIRTY_LOG, then
+  // KVM_CLEAR_DIRTY_LOG for what was reported when manual protect is on) and by devices;
+  // returns how many pages it added (set in `out` that were not set before). On an error `out`
+  // may hold some of the pages (and they are no longer logged): keep them.
+  absl::StatusOr<uint64_t> fetchDirtyLog(DirtyBitmap& out);
+  // Stops tracking (slots re-registered without the flag). Idempotent.
+  absl::Status stopDirtyLog();
+
+  // Takes `percent` (0-99) of the vCPUs' time away (migration's auto-converge): a thread
+  // stops them for that share of every 20 ms while the VM runs. 0 ends throttling.
+  void setThrottle(int percent);
+
   RunState runState() const;
   const VmConfig& config() const { return config_; }
   const GuestMemory& memory() const { return memory_; }
@@ -81,7 +106,10 @@ class Vm final : public VcpuHost {
   absl::Status createVcpus();
   absl::Status restoreState(const flotilla::v1::VmSnapshot& snapshot);
   void monitor(std::stop_token stop);
+  void throttle(std::stop_token stop);
   void stopVcpus();
+  // ORs the pages logged since the last call into `out` (of the memory's size).
+  absl::Status collectDirtyLog(DirtyBitmap& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(dirty_mu_);
 
   const VmConfig config_;
   const Logger log_;
@@ -105,6 +133,17 @@ class Vm final : public VcpuHost {
   RunState run_state_ ABSL_GUARDED_BY(mu_) = RunState::kCreated;
   std::optional<VmEnd> end_ ABSL_GUARDED_BY(mu_);
   std::jthread monitor_;
+
+  absl::Mutex throttle_mu_;  // starting and stopping the throttle thread
+  std::atomic<int> throttle_percent_{0};
+  std::jthread throttler_ ABSL_GUARDED_BY(throttle_mu_);
+
+  // Dirty-page tracking; a mutex of its own, as fetching must not hold up pause() or endVm().
+  absl::Mutex dirty_mu_;
+  bool dirty_logging_ ABSL_GUARDED_BY(dirty_mu_) = false;
+  bool manual_dirty_protect_ ABSL_GUARDED_BY(dirty_mu_) = false;  // KVM_CLEAR_DIRTY_LOG in use
+  std::vector<std::vector<uint64_t>> slot_dirty_words_ ABSL_GUARDED_BY(dirty_mu_);  // per slot
+  std::shared_ptr<ConcurrentDirtyBitmap> device_dirty_ ABSL_GUARDED_BY(dirty_mu_);
 };
 
 }  // namespace flotilla::vmm

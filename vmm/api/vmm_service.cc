@@ -6,10 +6,10 @@
 
 #include "common/clock.h"
 #include "common/rpc/status.h"
+#include "common/thread.h"
 #include "fmt/format.h"
 #include "grpcpp/server_builder.h"
-#include "network/announce.h"
-#include "network/mac_address.h"
+#include "vmm/exit_codes.h"
 #include "vmm/state/snapshot.h"
 
 namespace flotilla::vmm {
@@ -231,15 +231,113 @@ grpc::Status VmmServiceImpl::SetLink(grpc::ServerContext*,
 
 grpc::Status VmmServiceImpl::Announce(grpc::ServerContext*, const flotilla::v1::AnnounceRequest*,
                                       flotilla::v1::AnnounceResponse* response) {
-  const std::vector<virtio::VirtioNet*>& nics = vm_.virtio().nics();
-  uint32_t asked = 0;
-  for (virtio::VirtioNet* nic : nics) {
-    auto mac = network::MacAddress::fromBytes(nic->config().mac);
-    if (!mac.ok()) return toGrpcStatus(mac.status());
-    if (nic->announce(network::buildAnnouncements(*mac, std::nullopt))) ++asked;
+  auto asked = vm_.virtio().announceNics();
+  if (!asked.ok()) return toGrpcStatus(asked.status());
+  response->set_nics(static_cast<uint32_t>(vm_.virtio().nics().size()));
+  response->set_guest_asked(*asked);
+  return grpc::Status::OK;
+}
+
+VmmServiceImpl::~VmmServiceImpl() {
+  {
+    absl::MutexLock lock(&migration_mu_);
+    if (sender_ != nullptr) sender_->cancel();
   }
-  response->set_nics(static_cast<uint32_t>(nics.size()));
-  response->set_guest_asked(asked);
+  if (migration_thread_.joinable()) migration_thread_.join();
+}
+
+grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
+                                         const flotilla::v1::MigrateSendRequest* request,
+                                         flotilla::v1::MigrateSendResponse*) {
+  if (request->address().empty() || request->token().empty()) {
+    return toGrpcStatus(absl::InvalidArgumentError(
+        "a migration needs the target's address (HOST:PORT) and its one-time token"));
+  }
+  if (vm_.runState() != Vm::RunState::kRunning && vm_.runState() != Vm::RunState::kPaused) {
+    return toGrpcStatus(absl::FailedPreconditionError("the VM is not running: nothing to migrate"));
+  }
+  migration::SendOptions options;
+  options.token = request->token();
+  if (request->downtime_limit_ms() > 0) {
+    options.downtime_limit = absl::Milliseconds(request->downtime_limit_ms());
+  }
+  options.bandwidth_limit = request->bandwidth_limit_bytes();
+  if (request->max_rounds() > 0) options.max_rounds = static_cast<int>(request->max_rounds());
+  if (request->timeout_s() > 0) options.timeout = absl::Seconds(request->timeout_s());
+  options.auto_converge = request->auto_converge();
+  options.force_switchover = request->force_switchover();
+
+  std::shared_ptr<migration::MigrationSender> sender;
+  {
+    absl::MutexLock lock(&migration_mu_);
+    if (migrating_) {
+      return toGrpcStatus(absl::AlreadyExistsError(
+          "a migration of this VM is already in progress (MigrateStatus follows it, "
+          "MigrateCancel stops it)"));
+    }
+    // Connect before answering, so that an unreachable target is the caller's error.
+    auto fd = migration::connectTo(request->address(), absl::Seconds(10));
+    if (!fd.ok()) return toGrpcStatus(fd.status());
+    sender = std::make_shared<migration::MigrationSender>(migration_source_, options);
+    sender_ = sender;
+    migrating_ = true;
+    if (migration_thread_.joinable()) migration_thread_.join();  // the last one, finished
+    migration_thread_ = std::jthread([this, sender, fd = std::make_shared<UniqueFd>(std::move(*fd)),
+                                      address = request->address(), options] {
+      setCurrentThreadName("migration");
+      migration::Connection connection(std::move(*fd), "migration target " + address,
+                                       options.io_timeout);
+      const absl::Status status = sender->run(connection);
+      if (status.ok()) {
+        // The guest runs on the target: this VMM ends (its vCPUs and devices stay paused).
+        vm_.endVm({VmEnd::Reason::kMigrated, kExitOk, "migrated to " + address});
+      }
+      absl::MutexLock done(&migration_mu_);
+      migrating_ = false;
+    });
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::MigrateStatus(grpc::ServerContext*,
+                                           const flotilla::v1::MigrateStatusRequest*,
+                                           flotilla::v1::MigrationStatus* response) {
+  std::shared_ptr<migration::MigrationSender> sender;
+  {
+    absl::MutexLock lock(&migration_mu_);
+    sender = sender_;
+  }
+  if (sender == nullptr) {
+    response->set_phase("idle");
+    return grpc::Status::OK;
+  }
+  const migration::MigrationStats stats = sender->stats();
+  response->set_phase(migration::phaseName(stats.phase));
+  response->set_round(stats.round);
+  response->set_bytes_sent(stats.bytes_sent);
+  response->set_pages_sent(stats.pages_sent);
+  response->set_zero_pages(stats.zero_pages);
+  response->set_remaining_bytes(stats.remaining_bytes);
+  response->set_dirty_rate_bytes(stats.dirty_rate);
+  response->set_bandwidth_bytes(stats.bandwidth);
+  response->set_predicted_downtime_us(
+      static_cast<uint64_t>(absl::ToInt64Microseconds(stats.predicted_downtime)));
+  response->set_downtime_us(static_cast<uint64_t>(absl::ToInt64Microseconds(stats.downtime)));
+  response->set_total_time_us(static_cast<uint64_t>(absl::ToInt64Microseconds(stats.total_time)));
+  response->set_throttle_percent(static_cast<uint32_t>(stats.throttle_percent));
+  response->set_error(stats.error);
+  return grpc::Status::OK;
+}
+
+grpc::Status VmmServiceImpl::MigrateCancel(grpc::ServerContext*,
+                                           const flotilla::v1::MigrateCancelRequest*,
+                                           flotilla::v1::MigrateCancelResponse* response) {
+  absl::MutexLock lock(&migration_mu_);
+  if (!migrating_ || sender_ == nullptr) {
+    response->set_cancelled(false);
+    return grpc::Status::OK;
+  }
+  response->set_cancelled(sender_->cancel());
   return grpc::Status::OK;
 }
 

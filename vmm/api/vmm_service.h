@@ -6,16 +6,22 @@
 #include <memory>
 #include <string>
 
+#include <thread>
+
 #include "absl/status/statusor.h"
 #include "flotilla/v1/vmm.grpc.pb.h"
 #include "grpcpp/server.h"
+#include "migration/sender.h"
+#include "vmm/migration_endpoints.h"
 #include "vmm/vm.h"
 
 namespace flotilla::vmm {
 
 class VmmServiceImpl final : public flotilla::v1::VmmService::Service {
  public:
-  explicit VmmServiceImpl(Vm& vm) : vm_(vm) {}
+  explicit VmmServiceImpl(Vm& vm) : vm_(vm), migration_source_(vm) {}
+  // Cancels a migration in progress (unless past its point of no return) and waits for it.
+  ~VmmServiceImpl() override;
 
   grpc::Status GetInfo(grpc::ServerContext*, const flotilla::v1::GetInfoRequest*,
                        flotilla::v1::VmmInfo* info) override;
@@ -39,9 +45,21 @@ class VmmServiceImpl final : public flotilla::v1::VmmService::Service {
                        flotilla::v1::SetLinkResponse*) override;
   grpc::Status Announce(grpc::ServerContext*, const flotilla::v1::AnnounceRequest*,
                         flotilla::v1::AnnounceResponse* response) override;
+  grpc::Status MigrateSend(grpc::ServerContext*, const flotilla::v1::MigrateSendRequest* request,
+                           flotilla::v1::MigrateSendResponse*) override;
+  grpc::Status MigrateStatus(grpc::ServerContext*, const flotilla::v1::MigrateStatusRequest*,
+                             flotilla::v1::MigrationStatus* response) override;
+  grpc::Status MigrateCancel(grpc::ServerContext*, const flotilla::v1::MigrateCancelRequest*,
+                             flotilla::v1::MigrateCancelResponse* response) override;
 
  private:
   Vm& vm_;
+  VmMigrationSource migration_source_;
+  absl::Mutex migration_mu_;
+  // The current or last migration (kept for MigrateStatus), and the thread running it.
+  std::shared_ptr<migration::MigrationSender> sender_ ABSL_GUARDED_BY(migration_mu_);
+  bool migrating_ ABSL_GUARDED_BY(migration_mu_) = false;
+  std::jthread migration_thread_;
   absl::Mutex snapshot_mu_;  // one snapshot at a time
 };
 

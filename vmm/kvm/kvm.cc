@@ -213,6 +213,40 @@ absl::StatusOr<VcpuFd> VmFd::createVcpu(uint32_t id, size_t mmap_size) const {
   return VcpuFd(std::move(fd), std::move(*run));
 }
 
+absl::Status VmFd::getDirtyLog(uint32_t slot, std::span<uint64_t> bitmap) const {
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  absl::Status status = ioctlStatus(fd_.get(), KVM_GET_DIRTY_LOG, &log, "KVM_GET_DIRTY_LOG");
+  if (!status.ok()) return annotate(status, fmt::format("memory slot {}", slot));
+  return absl::OkStatus();
+}
+
+absl::Status VmFd::clearDirtyLog(uint32_t slot, uint64_t first_page, uint32_t num_pages,
+                                 std::span<uint64_t> bitmap) const {
+  if (uint64_t{bitmap.size()} * 64 < num_pages) {
+    return absl::InvalidArgumentError(
+        fmt::format("KVM_CLEAR_DIRTY_LOG of memory slot {}: a bitmap of {} words for {} pages",
+                    slot, bitmap.size(), num_pages));
+  }
+  kvm_clear_dirty_log clear{};
+  clear.slot = slot;
+  clear.num_pages = num_pages;
+  clear.first_page = first_page;
+  clear.dirty_bitmap = bitmap.data();
+  absl::Status status = ioctlStatus(fd_.get(), KVM_CLEAR_DIRTY_LOG, &clear, "KVM_CLEAR_DIRTY_LOG");
+  if (!status.ok()) return annotate(status, fmt::format("memory slot {}", slot));
+  return absl::OkStatus();
+}
+
+absl::Status VmFd::enableManualDirtyLogProtect() const {
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
+  cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+  return ioctlStatus(fd_.get(), KVM_ENABLE_CAP, &cap,
+                     "KVM_ENABLE_CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)");
+}
+
 absl::Status VmFd::getIrqchip(kvm_irqchip& chip) const {
   return ioctlStatus(fd_.get(), KVM_GET_IRQCHIP, &chip, "KVM_GET_IRQCHIP");
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,6 +65,22 @@ class VmFd {
   // instead of exiting to the VMM. `assign` false removes it again.
   absl::Status ioeventfd(int eventfd, uint64_t address, uint32_t value, bool assign) const;
   absl::StatusOr<VcpuFd> createVcpu(uint32_t id, size_t mmap_size) const;
+
+  // Dirty-page logging (a slot registered with KVM_MEM_LOG_DIRTY_PAGES). KVM_GET_DIRTY_LOG
+  // copies the slot's bitmap into `bitmap` (bit i = page i of the slot; at least
+  // ceil(pages / 64) words): without manual protect KVM also clears it and write-protects the
+  // pages again, with it (enableManualDirtyLogProtect()) the bits stay until clearDirtyLog().
+  absl::Status getDirtyLog(uint32_t slot, std::span<uint64_t> bitmap) const;
+  // KVM_CLEAR_DIRTY_LOG: clears the bits of pages [first_page, first_page + num_pages) of the
+  // slot that are set in `bitmap` (bit i = page first_page + i) and write-protects those
+  // pages, so that the next write is logged again. first_page must be a multiple of 64, and
+  // num_pages too unless the range ends at the slot's end.
+  absl::Status clearDirtyLog(uint32_t slot, uint64_t first_page, uint32_t num_pages,
+                             std::span<uint64_t> bitmap) const;
+  // KVM_ENABLE_CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) with KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE
+  // only (not KVM_DIRTY_LOG_INITIALLY_SET: logging starts with an empty bitmap). Check
+  // Kvm::checkExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) first.
+  absl::Status enableManualDirtyLogProtect() const;
 
   absl::Status getIrqchip(kvm_irqchip& chip) const;
   absl::Status setIrqchip(const kvm_irqchip& chip) const;

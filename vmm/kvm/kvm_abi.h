@@ -55,4 +55,12 @@ static_assert(kGetXsave == 0x9000aea4);
 static_assert(kSetXsave == 0x5000aea5);
 static_assert(kGetXsave2 == 0x9000aecf);
 
+// Structures without a flexible array are the same in C++: the dirty log's ioctls come from
+// <linux/kvm.h> as they are. Checked here so that a header change cannot slip by.
+static_assert(sizeof(kvm_dirty_log) == 16 && sizeof(kvm_clear_dirty_log) == 24 &&
+              sizeof(kvm_enable_cap) == 104);
+static_assert(KVM_GET_DIRTY_LOG == 0x4010ae42);
+static_assert(KVM_CLEAR_DIRTY_LOG == 0xc018aec0);
+static_assert(KVM_ENABLE_CAP == 0x4068aea3);
+
 }  // namespace flotilla::vmm::abi

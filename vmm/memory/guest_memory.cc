@@ -20,6 +20,7 @@ namespace flotilla::vmm {
 namespace {
 
 constexpr uint64_t kHugePageSize = uint64_t{2} << 20;
+static_assert(kDirtyPageBytes == kPageSize);
 
 // The host's physical memory (MemTotal in /proc/meminfo), 0 when unknown.
 uint64_t hostMemoryBytes() {
@@ -92,6 +93,38 @@ absl::StatusOr<GuestMemory> GuestMemory::create(uint64_t ram_bytes, const Option
                      options.hugepages);
 }
 
+GuestMemory::GuestMemory(GuestMemory&& other) noexcept
+    : memfd_(std::move(other.memfd_)),
+      mapping_(std::move(other.mapping_)),
+      regions_(std::move(other.regions_)),
+      ram_bytes_(other.ram_bytes_),
+      hugepages_(other.hugepages_),
+      loader_(std::move(other.loader_)),
+      device_dirty_(other.device_dirty_.exchange(nullptr)),
+      device_dirty_trackers_(std::move(other.device_dirty_trackers_)) {}
+
+GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
+  if (this == &other) return *this;
+  memfd_ = std::move(other.memfd_);
+  mapping_ = std::move(other.mapping_);
+  regions_ = std::move(other.regions_);
+  ram_bytes_ = other.ram_bytes_;
+  hugepages_ = other.hugepages_;
+  loader_ = std::move(other.loader_);
+  device_dirty_.store(other.device_dirty_.exchange(nullptr));
+  device_dirty_trackers_ = std::move(other.device_dirty_trackers_);
+  return *this;
+}
+
+void GuestMemory::setDeviceDirtyTracker(std::shared_ptr<ConcurrentDirtyBitmap> tracker) {
+  ConcurrentDirtyBitmap* raw = tracker.get();
+  if (raw != nullptr && std::find(device_dirty_trackers_.begin(), device_dirty_trackers_.end(),
+                                  tracker) == device_dirty_trackers_.end()) {
+    device_dirty_trackers_.push_back(std::move(tracker));
+  }
+  device_dirty_.store(raw, std::memory_order_release);
+}
+
 const GuestRegion* GuestMemory::find(GuestAddress addr, uint64_t length) const {
   for (const GuestRegion& region : regions_) {
     // Written to avoid overflow for any addr and length.
@@ -137,6 +170,8 @@ absl::StatusOr<bool> GuestMemory::discard(GuestAddress addr, uint64_t length) co
                   static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
     return errnoStatus(errno, fmt::format("freeing guest memory {} + {:#x}", addr, length));
   }
+  // The pages now read as zero: a change of content a migration must carry over.
+  markDeviceWrite(mapping_.data() + offset, length);
   return true;
 }
 
@@ -151,6 +186,7 @@ absl::Status GuestMemory::write(GuestAddress addr, std::span<const uint8_t> data
   ASSIGN_OR_RETURN(std::span<uint8_t> target, span(addr, data.size()));
   if (data.empty()) return absl::OkStatus();
   std::memcpy(target.data(), data.data(), data.size());
+  markDeviceWrite(target.data(), target.size());
   return absl::OkStatus();
 }
 

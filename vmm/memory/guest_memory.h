@@ -4,6 +4,7 @@
 // bounds-checked accessors: guest addresses and lengths are hostile input.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/mmap_region.h"
 #include "common/unique_fd.h"
+#include "vmm/memory/dirty_bitmap.h"
 #include "vmm/memory/guest_address.h"
 
 namespace flotilla::vmm {
@@ -48,8 +50,9 @@ class GuestMemory {
   // the host has.
   static absl::StatusOr<GuestMemory> create(uint64_t ram_bytes, const Options& options);
 
-  GuestMemory(GuestMemory&&) = default;
-  GuestMemory& operator=(GuestMemory&&) = default;
+  // Not while another thread uses the memory (the device-write tracker is an atomic).
+  GuestMemory(GuestMemory&& other) noexcept;
+  GuestMemory& operator=(GuestMemory&& other) noexcept;
 
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t ramBytes() const { return ram_bytes_; }
@@ -81,7 +84,32 @@ class GuestMemory {
   absl::StatusOr<bool> discard(GuestAddress addr, uint64_t length) const;
 
   absl::Status read(GuestAddress addr, std::span<uint8_t> out) const;
+  // Also marks the pages written for the device-write tracker (markDeviceWrite()).
   absl::Status write(GuestAddress addr, std::span<const uint8_t> data) const;
+
+  // Dirty tracking of the VMM's own writes into guest memory, which KVM's dirty log does not
+  // see (it logs vCPU writes only): while a tracker is set, markDeviceWrite() marks the pages
+  // a write touches in it. Virtio queues call it for the buffers and rings they write, and
+  // write() and discard() mark what they change. A null tracker stops the marking. Called by
+  // the VM's owner (live migration), not concurrently with itself; devices may be marking
+  // meanwhile. A tracker that was ever set stays alive as long as this memory, since a device
+  // thread may still be marking it after it was replaced.
+  void setDeviceDirtyTracker(std::shared_ptr<ConcurrentDirtyBitmap> tracker);
+  // Marks the pages of host range [host, host + length) (inside backing()) as written by a
+  // device. Nothing when no tracker is set: one atomic load of a pointer. Thread-safe; call
+  // it after the bytes were written (or after the last asynchronous write is known complete),
+  // so that the migration thread sees them when it sees the mark.
+  void markDeviceWrite(const uint8_t* host, uint64_t length) const {
+    // Acquire (a plain load on x86, as cheap as relaxed) pairs with the release store in
+    // setDeviceDirtyTracker(): the tracker's words are seen initialized.
+    ConcurrentDirtyBitmap* tracker = device_dirty_.load(std::memory_order_acquire);
+    if (tracker == nullptr) return;
+    // Compared as integers: `host` may, through a bug, point outside the mapping.
+    const auto begin = reinterpret_cast<uintptr_t>(mapping_.data());
+    const auto address = reinterpret_cast<uintptr_t>(host);
+    if (address < begin || address - begin >= ram_bytes_) return;
+    tracker->markBytes(address - begin, length);
+  }
 
   template <typename T>
   absl::StatusOr<T> readObject(GuestAddress addr) const {
@@ -116,6 +144,9 @@ class GuestMemory {
   uint64_t ram_bytes_ = 0;
   bool hugepages_ = false;
   std::shared_ptr<MemoryLoader> loader_;
+  std::atomic<ConcurrentDirtyBitmap*> device_dirty_{nullptr};
+  // Every tracker ever set (see setDeviceDirtyTracker()); owner-thread only.
+  std::vector<std::shared_ptr<ConcurrentDirtyBitmap>> device_dirty_trackers_;
 };
 
 }  // namespace flotilla::vmm

@@ -41,6 +41,8 @@ const char* vmEndReasonName(VmEnd::Reason reason) {
       return "error";
     case VmEnd::Reason::kShutdown:
       return "shutdown";
+    case VmEnd::Reason::kMigrated:
+      return "migrated";
   }
   return "unknown";
 }

@@ -29,6 +29,7 @@ struct VmEnd {
     kTripleFault,  // the guest crashed
     kError,        // KVM or the VMM failed (internal error, failed entry, unexpected exit)
     kShutdown,     // asked through the API or by a signal
+    kMigrated,     // the guest runs on the migration target now
   };
   Reason reason = Reason::kShutdown;
   int exit_status = 0;

@@ -121,7 +121,9 @@ TEST(VmmSnapshotTest, ACounterGuestRestoredInANewProcessKeepsCounting) {
   grpc::ClientContext context;
   grpc::Status status = (*api)->Snapshot(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_GE(response.memory_bytes_written(), kCounterMib << 20);
+  // Zero pages are not written, and the one-byte counters wrap to zero every 256 passes: at
+  // the wrong moment much of the region reads as zero. The restore below checks every page.
+  EXPECT_GT(response.memory_bytes_written(), 0u);
   // The source kept running after the snapshot; stop it before the copy runs.
   const uint64_t before = lastCounterPass(source->serial());
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());

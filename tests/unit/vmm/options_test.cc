@@ -245,8 +245,32 @@ TEST(VmmOptionsTest, RestoreExcludesWhatTheSnapshotDecides) {
   }
 }
 
+TEST(VmmOptionsTest, IncomingTakesTheVmShapeAndAToken) {
+  auto options = parse({"--incoming", "tcp:127.0.0.1:7201", "--migration-token", "t0k3n",
+                        "--memory", "1G", "--vcpus", "2", "--net", "tap=vm0"});
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->incoming, "127.0.0.1:7201");
+  EXPECT_EQ(options->migration_token, "t0k3n");
+  EXPECT_EQ(options->vm.memory_bytes, uint64_t{1} << 30);
+  EXPECT_EQ(options->vm.vcpus, 2u);
+  EXPECT_EQ(options->vm.nics.size(), 1u);
+}
+
+TEST(VmmOptionsTest, IncomingMisuseIsAUsageError) {
+  expectUsageError({"--incoming", "tcp:127.0.0.1:7201"}, "--incoming needs --migration-token");
+  expectUsageError({"--incoming", "127.0.0.1:7201", "--migration-token", "t"},
+                   "expected tcp:HOST:PORT");
+  expectUsageError({"--incoming", "tcp:127.0.0.1:7201", "--migration-token", "t", "--kernel", "/k"},
+                   "--incoming receives a running VM");
+  expectUsageError({"--kernel", "/k", "--migration-token", "t"},
+                   "--migration-token goes with --incoming");
+  expectUsageError({"--incoming", "tcp:127.0.0.1:7201", "--migration-token", "t", "--vcpus", "0"},
+                   "0 vCPUs is not possible");
+}
+
 TEST(VmmOptionsTest, NothingToRun) {
-  expectUsageError({}, "nothing to run: give --kernel FILE to boot, or --restore DIR to resume");
+  expectUsageError(
+      {}, "nothing to run: give --kernel FILE to boot, --restore DIR to resume, or --incoming");
   expectUsageError({"--vcpus", "2"}, "nothing to run");
 }
 

@@ -56,7 +56,8 @@ Virtqueue::Virtqueue(const GuestMemory& memory, QueueLayout layout, uint64_t fea
       position_(position),
       desc_(desc),
       avail_(avail),
-      used_(used) {}
+      used_(used),
+      writable_by_head_(layout.size) {}
 
 absl::StatusOr<Virtqueue> Virtqueue::activate(const GuestMemory& memory, const QueueLayout& layout,
                                               uint16_t max_size, uint64_t features,
@@ -112,6 +113,11 @@ absl::StatusOr<std::optional<DescriptorChain>> Virtqueue::pop() {
   auto chain = readChain(head);
   if (!chain.ok()) return chain.status();
   ++position_.next_avail;
+  // Marked from now on for writes a device makes without ever returning the chain (a reset
+  // in flight), and remembered to be marked again by addUsed(), after the device's writes.
+  std::vector<ChainBuffer>& writable = writable_by_head_[chain->head];
+  writable.assign(chain->writable.begin(), chain->writable.end());
+  for (const ChainBuffer& buffer : writable) memory_->markDeviceWrite(buffer.data, buffer.length);
   return std::optional<DescriptorChain>(std::move(*chain));
 }
 
@@ -205,11 +211,21 @@ absl::StatusOr<DescriptorChain> Virtqueue::readChain(uint16_t head) const {
 }
 
 void Virtqueue::addUsed(uint16_t head, uint32_t written) {
+  if (head < writable_by_head_.size()) {
+    std::vector<ChainBuffer>& writable = writable_by_head_[head];
+    for (const ChainBuffer& buffer : writable) {
+      memory_->markDeviceWrite(buffer.data, buffer.length);
+    }
+    writable.clear();
+  }
   const size_t slot = position_.next_used & (layout_.size - 1);
   UsedElement element{head, written};
-  std::memcpy(used_ + 4 + sizeof(UsedElement) * slot, &element, sizeof(element));
+  uint8_t* used_element = used_ + 4 + sizeof(UsedElement) * slot;
+  std::memcpy(used_element, &element, sizeof(element));
   ++position_.next_used;
   storeRelease(used_ + 2, position_.next_used);
+  memory_->markDeviceWrite(used_element, sizeof(element));
+  memory_->markDeviceWrite(used_ + 2, sizeof(uint16_t));
 }
 
 bool Virtqueue::needsInterrupt() {
@@ -230,9 +246,12 @@ bool Virtqueue::needsInterrupt() {
 
 bool Virtqueue::enableNotifications() {
   if (event_idx_) {
-    storeRelaxed(used_ + 4 + sizeof(UsedElement) * layout_.size, position_.next_avail);
+    uint8_t* avail_event = used_ + 4 + sizeof(UsedElement) * layout_.size;
+    storeRelaxed(avail_event, position_.next_avail);
+    memory_->markDeviceWrite(avail_event, sizeof(uint16_t));
   } else {
     storeRelaxed(used_, 0);  // clear VIRTQ_USED_F_NO_NOTIFY
+    memory_->markDeviceWrite(used_, sizeof(uint16_t));
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return hasAvailable();

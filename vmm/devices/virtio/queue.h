@@ -5,6 +5,13 @@
 // length that comes from the guest is checked: a malformed ring or chain yields an error (the
 // device then asks the driver for a reset), never an access outside guest memory.
 //
+// Dirty tracking (live migration): the device's writes into guest memory bypass KVM's dirty
+// log, so the queue reports them through GuestMemory::markDeviceWrite(): the device-writable
+// buffers of a chain when pop() returns it and again when addUsed() returns it (by then the
+// device wrote them, also asynchronously, e.g. io_uring reads: a mark at pop time alone could
+// be drained and the page copied before the write lands), and the used ring and avail_event
+// as it writes them.
+//
 // Not thread-safe: the owning device serializes calls.
 #pragma once
 
@@ -67,7 +74,8 @@ class Virtqueue {
   }
   // Whether the driver made a chain available that pop() has not returned yet.
   bool hasAvailable() const;
-  // Returns chain `head` to the driver with `written` bytes written into its buffers.
+  // Returns chain `head` to the driver with `written` bytes written into its buffers. The
+  // device has finished writing them: they are marked for dirty tracking (see above).
   void addUsed(uint16_t head, uint32_t written);
   // After one or more addUsed(): whether the driver wants an interrupt now
   // (VIRTQ_AVAIL_F_NO_INTERRUPT, or the used_event index with VIRTIO_F_EVENT_IDX).
@@ -99,6 +107,9 @@ class Virtqueue {
   uint8_t* desc_;
   uint8_t* avail_;
   uint8_t* used_;
+  // The device-writable buffers of each chain in flight, by head, to mark them again when
+  // addUsed() returns the chain (capacity kept: no allocation per chain once warm).
+  std::vector<std::vector<ChainBuffer>> writable_by_head_;
 };
 
 }  // namespace flotilla::vmm::virtio

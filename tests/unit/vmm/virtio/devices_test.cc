@@ -360,6 +360,41 @@ TEST_F(VirtioBlockTest, ResizeRaisesAConfigurationChange) {
   EXPECT_FALSE(block_->resize(1000).ok());
 }
 
+// Live migration: a read completes (asynchronously, on the backend's thread) after the
+// migration drained the marks made when the request was popped and copied its pages; the
+// completion marks the data, the status byte and the used ring again.
+TEST_F(VirtioBlockTest, AReadCompletingAfterADrainIsMarkedAgain) {
+  makeBlock();
+  bringUp(driver_->deviceFeatures() | kRingFeatures, 1);
+  const uint64_t pages = memory_->backing().size() / kPageSize;
+  auto tracker = std::make_shared<ConcurrentDirtyBitmap>(pages);
+  memory_->setDeviceDirtyTracker(tracker);
+  disk_->hold();
+  blk::RequestHeader header{blk::kTypeIn, 0, 0};
+  put(kData, &header, sizeof(header));
+  queues_[0].makeAvailable(queues_[0].addChain(
+      {{kData, 16, false}, {kData + 0x1000, 512, true}, {kData + 0x100, 1, true}}));
+  driver_->notify(0);
+  const uint64_t data_page = (kData + 0x1000) / kPageSize;
+  DirtyBitmap popped(pages);
+  for (int i = 0; i < 3000 && !popped.test(data_page); ++i) {
+    tracker->drainInto(popped);
+    if (!popped.test(data_page)) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(popped.test(data_page)) << "the device popped the request";
+  EXPECT_EQ(queues_[0].usedIdx(), 0) << "held by the backend";
+
+  disk_->release();
+  ASSERT_EQ(waitUsed(0, 1).size(), 1u);
+  DirtyBitmap completed(pages);
+  tracker->drainInto(completed);
+  EXPECT_TRUE(completed.test(data_page));
+  EXPECT_TRUE(completed.test((kData + 0x100) / kPageSize)) << "the status byte";
+  EXPECT_TRUE(completed.test(queues_[0].layout().used / kPageSize)) << "the used ring";
+  EXPECT_FALSE(completed.test(kData / kPageSize + 2)) << "nothing the device did not write";
+  memory_->setDeviceDirtyTracker(nullptr);
+}
+
 TEST_F(VirtioBlockTest, PauseWaitsForRequestsInFlightAndStateRoundTrips) {
   makeBlock();
   bringUp(driver_->deviceFeatures() | kRingFeatures, 1);

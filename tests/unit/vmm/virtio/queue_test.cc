@@ -1,5 +1,6 @@
 // Virtqueue against guest memory without KVM: chains (direct, indirect), malformed rings and
-// chains, wrap-around, EVENT_IDX and interrupt suppression.
+// chains, wrap-around, EVENT_IDX and interrupt suppression, dirty tracking of what the device
+// writes.
 #include "vmm/devices/virtio/queue.h"
 
 #include <gmock/gmock.h>
@@ -10,6 +11,7 @@
 namespace flotilla::vmm::virtio {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using testing::TestBuffer;
 using testing::TestQueue;
@@ -296,6 +298,95 @@ TEST_F(VirtqueueTest, RewindReturnsChainsAgain) {
   auto again = queue.pop();
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_EQ((*again)->head, b);
+}
+
+// Dirty tracking: the pages a device may write are reported through the memory's tracker.
+class VirtqueueDirtyTest : public VirtqueueTest {
+ protected:
+  void SetUp() override {
+    VirtqueueTest::SetUp();
+    pages_ = memory_->backing().size() / kPageSize;
+    tracker_ = std::make_shared<ConcurrentDirtyBitmap>(pages_);
+    memory_->setDeviceDirtyTracker(tracker_);
+  }
+  // The pages marked since the last call. (The test driver writes its rings through
+  // GuestMemory::write(), which marks too: drain before the device's step.)
+  std::vector<uint64_t> drain() {
+    DirtyBitmap out(pages_);
+    tracker_->drainInto(out);
+    std::vector<uint64_t> pages;
+    out.forEachRun([&pages](uint64_t first, uint64_t count) {
+      for (uint64_t page = first; page < first + count; ++page) pages.push_back(page);
+    });
+    return pages;
+  }
+  static uint64_t page(uint64_t addr) { return addr / kPageSize; }
+
+  uint64_t pages_ = 0;
+  std::shared_ptr<ConcurrentDirtyBitmap> tracker_;
+};
+
+TEST_F(VirtqueueDirtyTest, MarksWritableBuffersWhenPoppedAndAgainWithTheUsedRing) {
+  Virtqueue queue = activate();
+  const uint16_t head = driver_->addChain({{kData, 16, false},
+                                           {kData + 0x1800, 0x1000, true},  // two pages
+                                           {kData + 0x5000, 1, true}});
+  driver_->makeAvailable(head);
+  drain();
+  auto chain = queue.pop();
+  ASSERT_TRUE(chain.ok() && chain->has_value());
+  // Only the device-writable buffers: not the readable one, not the rings.
+  EXPECT_THAT(drain(), ElementsAre(page(kData) + 1, page(kData) + 2, page(kData) + 5));
+
+  // The device writes after the migration thread drained the marks (an asynchronous read
+  // completing): returning the chain marks its buffers again, and the used ring.
+  (*chain)->writable[0].data[0] = 0xaa;
+  queue.addUsed(head, 0x1001);
+  const uint64_t used_page = page(driver_->layout().used);
+  EXPECT_THAT(drain(), ElementsAre(used_page, page(kData) + 1, page(kData) + 2, page(kData) + 5));
+  ASSERT_EQ(driver_->takeUsed().size(), 1u);
+}
+
+TEST_F(VirtqueueDirtyTest, MarksWritableBuffersOfIndirectTables) {
+  Virtqueue queue = activate();
+  const uint64_t table = kData + 0x8000;
+  // Direct descriptors, then an indirect table with a readable and two writable buffers.
+  (void)memory_->writeObject(GuestAddress{table}, Descriptor{kData, 16, kDescNext, 1});
+  (void)memory_->writeObject(GuestAddress{table + 16},
+                             Descriptor{kData + 0x3000, 512, kDescWrite | kDescNext, 2});
+  (void)memory_->writeObject(GuestAddress{table + 32},
+                             Descriptor{kData + 0x9ffe, 4, kDescWrite, 0});  // two pages
+  driver_->writeDescriptor(0, {kData + 0x2000, 8, kDescNext, 1});
+  driver_->writeDescriptor(1, {table, 48, kDescIndirect, 0});
+  driver_->makeAvailable(0);
+  drain();
+  auto chain = queue.pop();
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  ASSERT_TRUE(chain->has_value());
+  EXPECT_THAT(drain(), ElementsAre(page(kData) + 3, page(kData) + 9, page(kData) + 10));
+}
+
+TEST_F(VirtqueueDirtyTest, MarksTheAvailEventAndTheUsedFlags) {
+  const uint64_t used_page = page(driver_->layout().used);
+  Virtqueue with_event_idx = activate();
+  drain();
+  EXPECT_FALSE(with_event_idx.enableNotifications());
+  EXPECT_THAT(drain(), ElementsAre(used_page));
+
+  Virtqueue without = activate(featureBit(kFeatureIndirectDesc));
+  drain();
+  EXPECT_FALSE(without.enableNotifications());
+  EXPECT_THAT(drain(), ElementsAre(used_page));
+}
+
+TEST_F(VirtqueueDirtyTest, NothingIsMarkedWithoutATracker) {
+  memory_->setDeviceDirtyTracker(nullptr);
+  Virtqueue queue = activate();
+  driver_->makeAvailable(driver_->addChain({{kData, 16, true}}));
+  auto chain = queue.pop();
+  ASSERT_TRUE(chain.ok() && chain->has_value());
+  queue.addUsed((*chain)->head, 16);
+  EXPECT_THAT(drain(), ::testing::IsEmpty());
 }
 
 }  // namespace

@@ -1,0 +1,345 @@
+// MigrationSender (see sender.h).
+#include "migration/sender.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/status.h"
+#include "fmt/format.h"
+#include "migration/convergence.h"
+
+namespace flotilla::migration {
+namespace {
+
+bool isZeroPage(const uint8_t* page) {
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageBytes; i += sizeof(uint64_t)) {
+    uint64_t word = 0;
+    std::memcpy(&word, page + i, sizeof(word));
+    any |= word;
+  }
+  return any == 0;
+}
+
+}  // namespace
+
+const char* phaseName(MigrationPhase phase) {
+  switch (phase) {
+    case MigrationPhase::kIdle:
+      return "idle";
+    case MigrationPhase::kSetup:
+      return "setup";
+    case MigrationPhase::kPrecopy:
+      return "precopy";
+    case MigrationPhase::kSwitchover:
+      return "switchover";
+    case MigrationPhase::kCompleted:
+      return "completed";
+    case MigrationPhase::kFailed:
+      return "failed";
+    case MigrationPhase::kUnknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+MigrationSender::MigrationSender(SourceVm& vm, SendOptions options, Clock& clock)
+    : vm_(vm), options_(std::move(options)), clock_(clock), log_(Logger("migration")) {}
+
+bool MigrationSender::cancel() {
+  absl::MutexLock lock(&mu_);
+  if (handed_over_) return false;
+  cancelled_ = true;
+  if (connection_ != nullptr) connection_->cancel();
+  return true;
+}
+
+MigrationStats MigrationSender::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+bool MigrationSender::sourceRunning() const {
+  absl::MutexLock lock(&mu_);
+  return !paused_;
+}
+
+absl::Status MigrationSender::run(Connection& connection) {
+  const absl::Duration start = clock_.monotonicNow();
+  {
+    absl::MutexLock lock(&mu_);
+    connection_ = &connection;
+    stats_.phase = MigrationPhase::kSetup;
+    if (cancelled_) connection.cancel();
+  }
+  memory_ = vm_.memory();
+  buffer_.resize(kMaxPagesPerBatch * kPageBytes);
+  absl::Status status = precopy(connection);
+  if (status.ok()) status = switchover(connection);
+  update([&](MigrationStats& stats) {
+    stats.total_time = clock_.monotonicNow() - start;
+    stats.bytes_sent = connection.bytesSent();
+  });
+  if (!status.ok()) fail(connection, status);
+  absl::MutexLock lock(&mu_);
+  connection_ = nullptr;
+  return status;
+}
+
+void MigrationSender::fail(Connection& connection, const absl::Status& status) {
+  bool handed_over = false;
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&mu_);
+    handed_over = handed_over_;
+    cancelled = cancelled_;
+  }
+  if (handed_over) {
+    update([&](MigrationStats& stats) {
+      stats.phase = MigrationPhase::kUnknown;
+      stats.error = std::string(status.message());
+    });
+    log_.error(
+        "the connection to {} failed after the target was told to run the guest: {}; this VM "
+        "stays paused until it is known whether the target runs it",
+        connection.peer(), status.message());
+    return;
+  }
+  // Tell the target (unless it is the one that failed or the connection is gone), then make
+  // this VM whole again.
+  if (!absl::IsAborted(status)) {
+    connection.sendError(cancelled ? FrameType::kCancel : FrameType::kError,
+                         std::string(status.message()));
+  }
+  vm_.setThrottle(0);
+  if (absl::Status stopped = vm_.stopDirtyLog(); !stopped.ok()) {
+    log_.warn("stopping dirty logging: {}", stopped.message());
+  }
+  bool paused = false;
+  {
+    absl::MutexLock lock(&mu_);
+    paused = paused_;
+  }
+  if (paused) {
+    if (absl::Status resumed = vm_.resume(); !resumed.ok()) {
+      log_.error("resuming the VM after the failed migration: {}", resumed.message());
+    } else {
+      absl::MutexLock lock(&mu_);
+      paused_ = false;
+    }
+  }
+  update([&](MigrationStats& stats) {
+    stats.phase = MigrationPhase::kFailed;
+    stats.throttle_percent = 0;
+    stats.error = std::string(status.message());
+  });
+  log_.warn("migration to {} failed, the VM runs here: {}", connection.peer(), status.message());
+}
+
+absl::Status MigrationSender::precopy(Connection& connection) {
+  const flotilla::v1::MigrationMemoryLayout layout = vm_.layout();
+  if (layout.memory_bytes() != memory_.size() || layout.memory_bytes() % kPageBytes != 0) {
+    return absl::InternalError("the VM's memory does not match its layout");
+  }
+  flotilla::v1::MigrationHello hello;
+  hello.set_version_major(kVersionMajor);
+  hello.set_version_minor(kVersionMinor);
+  hello.set_capabilities(kKnownCapabilities);
+  hello.set_token(options_.token);
+  RETURN_IF_ERROR(connection.send(FrameType::kHello, hello));
+  ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kHelloReply));
+  flotilla::v1::MigrationHelloReply reply;
+  RETURN_IF_ERROR(connection.readMessage(header, reply));
+  if (reply.version_major() != kVersionMajor) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} speaks migration protocol {}.{}, this VMM {}.{}", connection.peer(),
+                    reply.version_major(), reply.version_minor(), kVersionMajor, kVersionMinor));
+  }
+  RETURN_IF_ERROR(connection.send(FrameType::kLayout, layout));
+  ASSIGN_OR_RETURN(header, connection.expect(FrameType::kLayoutAccepted));
+  RETURN_IF_ERROR(connection.verify());
+
+  pending_ = vmm::DirtyBitmap(layout.memory_bytes() / kPageBytes);
+  vmm::DirtyBitmap& dirty = pending_;
+  RETURN_IF_ERROR(vm_.startDirtyLog());
+  update([](MigrationStats& stats) { stats.phase = MigrationPhase::kPrecopy; });
+  const absl::Duration precopy_start = clock_.monotonicNow();
+  pace_start_ = precopy_start;
+  paced_bytes_ = 0;
+
+  // Round 0: what the guest ever touched, zero pages left out.
+  ASSIGN_OR_RETURN(std::vector<ByteRange> populated, vm_.populated());
+  absl::Duration round_start = precopy_start;
+  uint64_t round_bytes_start = connection.bytesSent();
+  RETURN_IF_ERROR(sendRanges(connection, populated));
+  ConvergenceTracker tracker(options_.auto_converge);
+  for (uint32_t round = 1;; ++round) {
+    ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(dirty));
+    (void)added;
+    const absl::Duration now = clock_.monotonicNow();
+    const RoundFigures figures{
+        .sent_bytes = connection.bytesSent() - round_bytes_start,
+        .dirty_bytes = dirty.count() * kPageBytes,
+        .duration = now - round_start,
+    };
+    const ConvergenceDecision decision =
+        tracker.afterRound(figures, {.downtime_limit = options_.downtime_limit,
+                                     .max_rounds = options_.max_rounds,
+                                     .timeout = options_.timeout,
+                                     .elapsed = now - precopy_start,
+                                     .round = round});
+    update([&](MigrationStats& stats) {
+      stats.round = round;
+      stats.bytes_sent = connection.bytesSent();
+      stats.remaining_bytes = figures.dirty_bytes;
+      stats.bandwidth = tracker.bandwidth();
+      stats.dirty_rate = tracker.dirtyRate();
+      stats.predicted_downtime = decision.predicted_downtime;
+      stats.throttle_percent = decision.throttle_percent;
+    });
+    if (decision.throttle_changed) {
+      log_.info(
+          "auto-converge: the guest dirties {:.0f} MB/s, the link carries {:.0f} MB/s: "
+          "throttling the vCPUs by {}%",
+          tracker.dirtyRate() / 1e6, tracker.bandwidth() / 1e6, decision.throttle_percent);
+      vm_.setThrottle(decision.throttle_percent);
+    }
+    if (decision.action == ConvergenceAction::kSwitchover) break;
+    if (decision.action == ConvergenceAction::kGiveUp) {
+      if (options_.force_switchover) {
+        log_.warn("{}; switching over anyway (predicted pause {})", decision.reason,
+                  absl::FormatDuration(decision.predicted_downtime));
+        break;
+      }
+      return absl::DeadlineExceededError(
+          fmt::format("the migration does not converge: {} (use auto-converge, a higher "
+                      "downtime limit or more bandwidth, or force the switchover)",
+                      decision.reason));
+    }
+    round_start = now;
+    round_bytes_start = connection.bytesSent();
+    RETURN_IF_ERROR(sendPages(connection, dirty, false));
+    flotilla::v1::MigrationRound info;
+    info.set_round(round);
+    info.set_pages(dirty.count());
+    RETURN_IF_ERROR(connection.send(FrameType::kRound, info));
+    dirty.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::switchover(Connection& connection) {
+  update([](MigrationStats& stats) { stats.phase = MigrationPhase::kSwitchover; });
+  const absl::Duration paused_at = clock_.monotonicNow();
+  RETURN_IF_ERROR(vm_.pause());
+  {
+    absl::MutexLock lock(&mu_);
+    paused_ = true;
+    if (cancelled_) return absl::CancelledError("the migration was cancelled");
+  }
+  // What the last round left dirty, and what the guest dirtied since.
+  ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(pending_));
+  (void)added;
+  RETURN_IF_ERROR(sendPages(connection, pending_, false));
+  pending_.clear();
+  ASSIGN_OR_RETURN(std::string state, vm_.saveDeviceState());
+  const iovec piece{state.data(), state.size()};
+  RETURN_IF_ERROR(connection.send(FrameType::kDeviceState, std::span<const iovec>(&piece, 1)));
+  RETURN_IF_ERROR(connection.sendEmpty(FrameType::kComplete));
+  ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kReady));
+  RETURN_IF_ERROR(connection.verify());
+  {
+    // From here on the guest is the target's: a failure can no longer resume it here.
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return absl::CancelledError("the migration was cancelled");
+    handed_over_ = true;
+  }
+  RETURN_IF_ERROR(connection.sendEmpty(FrameType::kGo));
+  ASSIGN_OR_RETURN(header, connection.expect(FrameType::kResumed));
+  RETURN_IF_ERROR(connection.verify());
+  const absl::Duration downtime = clock_.monotonicNow() - paused_at;
+  (void)vm_.stopDirtyLog();
+  update([&](MigrationStats& stats) {
+    stats.phase = MigrationPhase::kCompleted;
+    stats.downtime = downtime;
+    stats.remaining_bytes = 0;
+  });
+  log_.info("migrated to {}: {} rounds, {} bytes sent, paused {}", connection.peer(), stats().round,
+            connection.bytesSent(), absl::FormatDuration(downtime));
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::sendRanges(Connection& connection,
+                                         const std::vector<ByteRange>& ranges) {
+  vmm::DirtyBitmap pages(memory_.size() / kPageBytes);
+  for (const ByteRange& range : ranges) {
+    const uint64_t first = range.offset / kPageBytes;
+    const uint64_t end = std::min<uint64_t>(
+        (range.offset + range.length + kPageBytes - 1) / kPageBytes, pages.pages());
+    if (end > first) pages.setRange(first, end - first);
+  }
+  return sendPages(connection, pages, true);
+}
+
+absl::Status MigrationSender::sendPages(Connection& connection, const vmm::DirtyBitmap& pages,
+                                        bool skip_zero) {
+  absl::Status status = absl::OkStatus();
+  uint64_t zero = 0;
+  uint64_t data = 0;
+  pages.forEachRun([&](uint64_t first, uint64_t count) {
+    for (uint64_t page = first; page < first + count && status.ok(); ++page) {
+      const uint64_t offset = page * kPageBytes;
+      // The guest may be writing this page right now: copy it first, so that the checksum,
+      // the zero test and what goes on the wire all see the same bytes. A page that changes
+      // after the copy is dirty again and goes in the next round.
+      uint8_t* copy = buffer_.data() + batch_data_pages_ * kPageBytes;
+      std::memcpy(copy, memory_.data() + offset, kPageBytes);
+      if (isZeroPage(copy)) {
+        if (skip_zero) continue;
+        entries_.push_back(offset | kZeroPageFlag);
+        ++zero;
+      } else {
+        entries_.push_back(offset);
+        ++batch_data_pages_;
+        ++data;
+      }
+      if (entries_.size() == kMaxPagesPerBatch) status = sendBatch(connection);
+    }
+  });
+  RETURN_IF_ERROR(status);
+  RETURN_IF_ERROR(sendBatch(connection));
+  update([&](MigrationStats& stats) {
+    stats.zero_pages += zero;
+    stats.pages_sent += data;
+    stats.bytes_sent = connection.bytesSent();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::sendBatch(Connection& connection) {
+  if (entries_.empty()) return absl::OkStatus();
+  const uint32_t header[2] = {static_cast<uint32_t>(entries_.size()), 0};
+  std::vector<iovec> pieces;
+  pieces.push_back({const_cast<uint32_t*>(header), sizeof(header)});
+  pieces.push_back({entries_.data(), entries_.size() * sizeof(uint64_t)});
+  pieces.push_back({buffer_.data(), batch_data_pages_ * kPageBytes});
+  const uint64_t bytes =
+      sizeof(header) + entries_.size() * sizeof(uint64_t) + batch_data_pages_ * kPageBytes;
+  absl::Status sent = connection.send(FrameType::kPages, pieces);
+  entries_.clear();
+  batch_data_pages_ = 0;
+  RETURN_IF_ERROR(sent);
+  pace(bytes);
+  return absl::OkStatus();
+}
+
+void MigrationSender::pace(uint64_t bytes) {
+  if (options_.bandwidth_limit == 0) return;
+  paced_bytes_ += bytes;
+  const absl::Duration due = absl::Seconds(static_cast<double>(paced_bytes_) /
+                                           static_cast<double>(options_.bandwidth_limit));
+  const absl::Duration elapsed = clock_.monotonicNow() - pace_start_;
+  if (due > elapsed) clock_.sleepFor(due - elapsed);
+}
+
+}  // namespace flotilla::migration

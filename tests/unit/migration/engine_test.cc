@@ -1,0 +1,359 @@
+// MigrationSender and MigrationReceiver against fake VMs over a socket pair: a "guest" thread
+// keeps writing the source's memory during pre-copy, and the target must end up with exactly
+// the source's memory at its pause. Every failure path ends with the guest running in
+// exactly one place (or, after kGo with no answer, paused at the source and nowhere else).
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "fmt/format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "migration/receiver.h"
+#include "migration/sender.h"
+#include "tests/unit/migration/socket_pair.h"
+
+namespace flotilla::migration {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kPages = 1024;  // 4 MiB
+constexpr uint64_t kBytes = kPages * kPageBytes;
+
+flotilla::v1::MigrationMemoryLayout layoutOf(uint64_t bytes) {
+  flotilla::v1::MigrationMemoryLayout layout;
+  layout.set_ram_bytes(bytes);
+  layout.set_memory_bytes(bytes);
+  layout.set_page_size(kPageBytes);
+  layout.set_vcpus(1);
+  layout.set_cpu_model("host");
+  return layout;
+}
+
+// A VM whose "guest" is a thread incrementing one byte of page after page (of the first
+// `busy_pages`), marking each page dirty, and pausing `pace` between writes.
+class FakeSourceVm : public SourceVm {
+ public:
+  explicit FakeSourceVm(uint64_t busy_pages = 64, absl::Duration pace = absl::Microseconds(200))
+      : memory_(kBytes, 0), dirty_(kPages), busy_pages_(busy_pages), pace_(pace) {
+    // Some content, some zero pages, some never touched.
+    for (uint64_t page = 0; page < kPages / 2; page += 3) memory_[page * kPageBytes + 7] = 1;
+    guest_ = std::thread([this] { runGuest(); });
+  }
+  ~FakeSourceVm() override {
+    stop_.store(true);
+    guest_.join();
+  }
+
+  flotilla::v1::MigrationMemoryLayout layout() const override { return layoutOf(kBytes); }
+  std::span<const uint8_t> memory() const override { return memory_; }
+  absl::StatusOr<std::vector<ByteRange>> populated() const override {
+    return std::vector<ByteRange>{{0, kBytes}};
+  }
+  absl::Status startDirtyLog() override {
+    logging_.store(true);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<uint64_t> fetchDirtyLog(vmm::DirtyBitmap& out) override {
+    const uint64_t before = out.count();
+    dirty_.drainInto(out);
+    return out.count() - before;
+  }
+  absl::Status stopDirtyLog() override {
+    logging_.store(false);
+    return absl::OkStatus();
+  }
+  absl::Status pause() override {
+    absl::MutexLock lock(&mu_);
+    paused_ = true;
+    mu_.Await(absl::Condition(&idle_));  // the guest finished its current write
+    return absl::OkStatus();
+  }
+  absl::Status resume() override {
+    absl::MutexLock lock(&mu_);
+    paused_ = false;
+    ++resumes_;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> saveDeviceState() override { return std::string("device state"); }
+  void setThrottle(int percent) override {
+    absl::MutexLock lock(&mu_);
+    throttles_.push_back(percent);
+    throttle_.store(percent);
+  }
+
+  bool paused() {
+    absl::MutexLock lock(&mu_);
+    return paused_;
+  }
+  int resumes() {
+    absl::MutexLock lock(&mu_);
+    return resumes_;
+  }
+  std::vector<int> throttles() {
+    absl::MutexLock lock(&mu_);
+    return throttles_;
+  }
+  uint64_t writes() const { return writes_.load(); }
+  const std::vector<uint8_t>& bytes() const { return memory_; }
+
+ private:
+  void runGuest() {
+    uint64_t page = 0;
+    while (!stop_.load()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (paused_) {
+          idle_ = true;
+          mu_.AwaitWithTimeout(absl::Condition(
+                                   +[](bool* paused) { return !*paused; }, &paused_),
+                               absl::Milliseconds(10));
+          continue;
+        }
+        idle_ = false;
+      }
+      ++memory_[page * kPageBytes + 100];
+      if (logging_.load()) dirty_.markBytes(page * kPageBytes + 100, 1);
+      writes_.fetch_add(1);
+      page = (page + 1) % busy_pages_;
+      {
+        absl::MutexLock lock(&mu_);
+        idle_ = true;
+      }
+      const int throttle = throttle_.load();
+      std::this_thread::sleep_for(std::chrono::microseconds(absl::ToInt64Microseconds(pace_)) *
+                                  (100 + 10 * throttle) / 100);
+    }
+  }
+
+  std::vector<uint8_t> memory_;
+  vmm::ConcurrentDirtyBitmap dirty_;
+  const uint64_t busy_pages_;
+  const absl::Duration pace_;
+  std::atomic<bool> logging_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> throttle_{0};
+  std::atomic<uint64_t> writes_{0};
+  absl::Mutex mu_;
+  bool paused_ = false;
+  bool idle_ = true;
+  int resumes_ = 0;
+  std::vector<int> throttles_;
+  std::thread guest_;
+};
+
+class FakeTargetVm : public TargetVm {
+ public:
+  absl::Status prepare(const flotilla::v1::MigrationMemoryLayout& layout) override {
+    if (layout.ram_bytes() != expected_bytes) {
+      return absl::FailedPreconditionError(
+          fmt::format("this target was started for {} bytes of RAM, the VM has {}", expected_bytes,
+                      layout.ram_bytes()));
+    }
+    memory_.assign(layout.memory_bytes(), 0);
+    return absl::OkStatus();
+  }
+  std::span<uint8_t> memory() override { return memory_; }
+  absl::Status load(const std::string& state) override {
+    if (!load_error.ok()) return load_error;
+    state_ = state;
+    return absl::OkStatus();
+  }
+  absl::Status resume() override {
+    if (on_resume) on_resume();
+    running = true;
+    return absl::OkStatus();
+  }
+  void discard() override { discarded = true; }
+
+  uint64_t expected_bytes = kBytes;
+  absl::Status load_error = absl::OkStatus();
+  std::function<void()> on_resume;
+  bool running = false;
+  bool discarded = false;
+  std::vector<uint8_t> memory_;
+  std::string state_;
+};
+
+// "" when equal, else where the first difference is.
+std::string firstDifference(const std::vector<uint8_t>& target,
+                            const std::vector<uint8_t>& source) {
+  if (target.size() != source.size()) {
+    return fmt::format("sizes {} and {}", target.size(), source.size());
+  }
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] != source[i]) {
+      return fmt::format("page {} byte {}: target {}, source {}", i / kPageBytes, i % kPageBytes,
+                         target[i], source[i]);
+    }
+  }
+  return "";
+}
+
+struct Outcome {
+  absl::Status sent;
+  absl::Status received;
+  MigrationStats stats;
+};
+
+class MigrationEngineTest : public ::testing::Test {
+ protected:
+  Outcome migrate(SendOptions send_options,
+                  const std::function<void(MigrationSender&)>& during = {}) {
+    auto [source_side, target_side] = testing::connectionPair();
+    target_connection_ = target_side.get();
+    MigrationReceiver receiver(target_, {.token = "one-time"});
+    MigrationSender sender(source_, std::move(send_options));
+    Outcome outcome;
+    std::thread target([&] { outcome.received = receiver.run(*target_side); });
+    std::thread side;
+    if (during) side = std::thread([&] { during(sender); });
+    outcome.sent = sender.run(*source_side);
+    if (side.joinable()) side.join();
+    // The source may end before the target noticed: close its end so that the target stops.
+    source_side.reset();
+    target.join();
+    outcome.stats = sender.stats();
+    stats_ = receiver.stats();
+    sender_running_ = sender.sourceRunning();
+    return outcome;
+  }
+
+  SendOptions options() {
+    SendOptions send;
+    send.token = "one-time";
+    send.downtime_limit = absl::Milliseconds(50);
+    return send;
+  }
+
+  // Exactly one running copy of the guest.
+  void expectRunsOnlyAtTheSource() {
+    EXPECT_TRUE(sender_running_);
+    EXPECT_FALSE(source_.paused());
+    EXPECT_FALSE(target_.running);
+    EXPECT_TRUE(target_.discarded);
+  }
+
+  FakeSourceVm source_;
+  FakeTargetVm target_;
+  Connection* target_connection_ = nullptr;
+  ReceiverStats stats_;
+  bool sender_running_ = true;
+};
+
+TEST_F(MigrationEngineTest, TargetGetsExactlyTheMemoryOfThePausedSource) {
+  // Let the guest write for a while first.
+  while (source_.writes() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  Outcome outcome = migrate(options());
+  ASSERT_TRUE(outcome.sent.ok()) << outcome.sent;
+  ASSERT_TRUE(outcome.received.ok()) << outcome.received;
+  EXPECT_TRUE(source_.paused());
+  EXPECT_FALSE(sender_running_);
+  EXPECT_TRUE(target_.running);
+  EXPECT_FALSE(target_.discarded);
+  EXPECT_EQ(target_.state_, "device state");
+  ASSERT_EQ(target_.memory_.size(), source_.bytes().size());
+  EXPECT_EQ(firstDifference(target_.memory_, source_.bytes()), "") << "memory differs";
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kCompleted);
+  EXPECT_GE(outcome.stats.round, 1u);
+  EXPECT_GT(outcome.stats.pages_sent, 0u);
+  EXPECT_EQ(stats_.state, ReceiverState::kResumed);
+  EXPECT_EQ(stats_.pages, outcome.stats.pages_sent);
+  EXPECT_EQ(stats_.zero_pages, outcome.stats.zero_pages);
+}
+
+TEST_F(MigrationEngineTest, WrongTokenIsRefusedAndTheGuestRunsOn) {
+  SendOptions send = options();
+  send.token = "guessed";
+  Outcome outcome = migrate(send);
+  EXPECT_EQ(outcome.received.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(outcome.sent.message(), HasSubstr("wrong migration token"));
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, LayoutTheTargetCannotTakeFailsWithItsReason) {
+  target_.expected_bytes = 2 * kBytes;
+  Outcome outcome = migrate(options());
+  EXPECT_FALSE(outcome.sent.ok());
+  EXPECT_THAT(outcome.sent.message(), HasSubstr("started for"));
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, LoadFailureOnTheTargetResumesTheSource) {
+  target_.load_error = absl::InternalError("vCPU state refused");
+  Outcome outcome = migrate(options());
+  EXPECT_THAT(outcome.sent.message(), HasSubstr("vCPU state refused"));
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kFailed);
+  EXPECT_EQ(source_.resumes(), 1);
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, NotConvergingCancelsUnlessForced) {
+  SendOptions send = options();
+  send.downtime_limit = absl::Microseconds(1);  // below the fixed cost: never fits
+  send.max_rounds = 3;
+  Outcome outcome = migrate(send);
+  EXPECT_EQ(outcome.sent.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(outcome.sent.message(), HasSubstr("does not converge"));
+  EXPECT_EQ(outcome.stats.round, 3u);
+  expectRunsOnlyAtTheSource();
+  EXPECT_EQ(source_.resumes(), 0) << "the source was never paused";
+}
+
+TEST_F(MigrationEngineTest, ForcedSwitchoverCompletesWithALongerPause) {
+  SendOptions send = options();
+  send.downtime_limit = absl::Microseconds(1);
+  send.max_rounds = 2;
+  send.force_switchover = true;
+  Outcome outcome = migrate(send);
+  ASSERT_TRUE(outcome.sent.ok()) << outcome.sent;
+  EXPECT_EQ(firstDifference(target_.memory_, source_.bytes()), "");
+}
+
+TEST_F(MigrationEngineTest, CancelDuringPrecopyLeavesTheGuestAtTheSource) {
+  SendOptions send = options();
+  send.bandwidth_limit = 4 << 20;  // 4 MiB/s: the first round alone takes ~0.3 s
+  Outcome outcome = migrate(send, [](MigrationSender& sender) {
+    while (sender.stats().phase != MigrationPhase::kPrecopy) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    sender.cancel();
+  });
+  EXPECT_EQ(outcome.sent.code(), absl::StatusCode::kCancelled);
+  EXPECT_FALSE(outcome.received.ok());
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, ConnectionLostAfterGoKeepsTheSourcePaused) {
+  // The target runs the guest, then its connection breaks before kResumed reaches the source.
+  target_.on_resume = [this] { target_connection_->cancel(); };
+  Outcome outcome = migrate(options());
+  EXPECT_FALSE(outcome.sent.ok());
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kUnknown);
+  EXPECT_FALSE(sender_running_);
+  EXPECT_TRUE(source_.paused()) << "the source must not run a second copy";
+  EXPECT_EQ(source_.resumes(), 0);
+  EXPECT_TRUE(target_.running);
+}
+
+TEST_F(MigrationEngineTest, AutoConvergeThrottlesAGuestThatOutrunsTheLink) {
+  SendOptions send = options();
+  send.bandwidth_limit = 2 << 20;  // 2 MiB/s against a guest dirtying ~20 MB/s of pages
+  send.downtime_limit = absl::Milliseconds(5);
+  send.max_rounds = 8;
+  send.force_switchover = true;
+  send.auto_converge = true;
+  Outcome outcome = migrate(send);
+  ASSERT_TRUE(outcome.sent.ok()) << outcome.sent;
+  std::vector<int> throttles = source_.throttles();
+  ASSERT_FALSE(throttles.empty());
+  EXPECT_GT(*std::max_element(throttles.begin(), throttles.end()), 0);
+  EXPECT_EQ(firstDifference(target_.memory_, source_.bytes()), "");
+}
+
+}  // namespace
+}  // namespace flotilla::migration

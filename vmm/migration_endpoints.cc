@@ -1,0 +1,137 @@
+// VmMigrationSource and VmMigrationTarget (see migration_endpoints.h).
+#include "vmm/migration_endpoints.h"
+
+#include "common/status.h"
+#include "fmt/format.h"
+#include "vmm/memory/extents.h"
+
+namespace flotilla::vmm {
+
+flotilla::v1::MigrationMemoryLayout VmMigrationSource::layout() const {
+  flotilla::v1::MigrationMemoryLayout layout;
+  layout.set_ram_bytes(vm_.memory().ramBytes());
+  layout.set_memory_bytes(vm_.memory().backing().size());
+  layout.set_page_size(static_cast<uint32_t>(kPageSize));
+  layout.set_vcpus(vm_.config().vcpus);
+  layout.set_cpu_model(vm_.config().cpu_model);
+  return layout;
+}
+
+std::span<const uint8_t> VmMigrationSource::memory() const {
+  return vm_.memory().backing();
+}
+
+absl::StatusOr<std::vector<migration::ByteRange>> VmMigrationSource::populated() const {
+  // Memory restored lazily is complete only once loaded; its loader's writes are not logged.
+  RETURN_IF_ERROR(vm_.memory().waitLoaded());
+  ASSIGN_OR_RETURN(std::vector<Extent> extents,
+                   dataExtents(vm_.memory().fd(), vm_.memory().backing().size(), "guest memory"));
+  std::vector<migration::ByteRange> ranges;
+  ranges.reserve(extents.size());
+  for (const Extent& extent : extents) ranges.push_back({extent.offset, extent.length});
+  return ranges;
+}
+
+absl::Status VmMigrationSource::startDirtyLog() {
+  RETURN_IF_ERROR(vm_.memory().waitLoaded());
+  return vm_.startDirtyLog();
+}
+
+absl::StatusOr<uint64_t> VmMigrationSource::fetchDirtyLog(DirtyBitmap& out) {
+  return vm_.fetchDirtyLog(out);
+}
+
+absl::Status VmMigrationSource::stopDirtyLog() {
+  return vm_.stopDirtyLog();
+}
+
+absl::Status VmMigrationSource::pause() {
+  return vm_.pause();
+}
+
+absl::Status VmMigrationSource::resume() {
+  return vm_.resume();
+}
+
+absl::StatusOr<std::string> VmMigrationSource::saveDeviceState() {
+  ASSIGN_OR_RETURN(flotilla::v1::VmSnapshot state, vm_.saveState());
+  std::string bytes;
+  if (!state.SerializeToString(&bytes)) return absl::InternalError("serializing the VM state");
+  return bytes;
+}
+
+void VmMigrationSource::setThrottle(int percent) {
+  vm_.setThrottle(percent);
+}
+
+absl::Status VmMigrationTarget::prepare(const flotilla::v1::MigrationMemoryLayout& layout) {
+  if (layout.ram_bytes() != config_.memory_bytes) {
+    return absl::FailedPreconditionError(fmt::format(
+        "the VM has {} bytes of memory, this target was started with --memory {}: start the "
+        "target with the VM's size",
+        layout.ram_bytes(), config_.memory_bytes));
+  }
+  if (layout.vcpus() != config_.vcpus) {
+    return absl::FailedPreconditionError(
+        fmt::format("the VM has {} vCPUs, this target was started with --vcpus {}", layout.vcpus(),
+                    config_.vcpus));
+  }
+  if (layout.cpu_model() != config_.cpu_model) {
+    return absl::FailedPreconditionError(fmt::format(
+        "the VM runs CPU model {}, this target was started with --cpu-model {}: a guest "
+        "cannot change CPU features under its feet",
+        layout.cpu_model(), config_.cpu_model));
+  }
+  ASSIGN_OR_RETURN(GuestMemory memory,
+                   GuestMemory::create(layout.ram_bytes(), {.hugepages = config_.hugepages}));
+  if (memory.backing().size() != layout.memory_bytes()) {
+    return absl::FailedPreconditionError(
+        fmt::format("the VM's memory file has {} bytes, this VMM lays out {} for the same RAM",
+                    layout.memory_bytes(), memory.backing().size()));
+  }
+  memory_.emplace(std::move(memory));
+  return absl::OkStatus();
+}
+
+std::span<uint8_t> VmMigrationTarget::memory() {
+  if (!memory_.has_value()) return {};
+  return memory_->backing();
+}
+
+absl::Status VmMigrationTarget::load(const std::string& state) {
+  if (!memory_.has_value()) return absl::FailedPreconditionError("no memory was prepared");
+  flotilla::v1::VmSnapshot snapshot;
+  if (!snapshot.ParseFromString(state)) {
+    return absl::DataLossError("the VM state from the source does not parse");
+  }
+  GuestMemory memory = std::move(*memory_);
+  memory_.reset();
+  ASSIGN_OR_RETURN(vm_, Vm::restore(config_, std::move(memory), snapshot));
+  return absl::OkStatus();
+}
+
+absl::Status VmMigrationTarget::resume() {
+  if (vm_ == nullptr) return absl::FailedPreconditionError("no VM was loaded");
+  RETURN_IF_ERROR(vm_->start());
+  running_ = true;
+  // Switches and peers learn where the guest's MACs are now.
+  auto asked = vm_->virtio().announceNics();
+  if (!asked.ok()) {
+    Logger("migration")
+        .warn("announcing the NICs after the migration: {}", asked.status().message());
+  }
+  return absl::OkStatus();
+}
+
+void VmMigrationTarget::discard() {
+  if (vm_ != nullptr && running_) return;  // never throw away a running guest
+  vm_.reset();
+  memory_.reset();
+}
+
+std::unique_ptr<Vm> VmMigrationTarget::takeVm() {
+  if (!running_) return nullptr;
+  return std::move(vm_);
+}
+
+}  // namespace flotilla::vmm
