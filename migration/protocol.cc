@@ -180,25 +180,40 @@ bool Connection::cancelled() const {
   return cancelled_.load();
 }
 
+void Connection::interrupt() {
+  interrupted_.store(true);
+}
+
 absl::Status Connection::waitFor(short events, std::string_view what) {
+  constexpr absl::Duration kSlice = absl::Milliseconds(100);  // how soon interrupt() is seen
   const absl::Duration deadline = systemClock().monotonicNow() + io_timeout_;
   while (true) {
-    if (cancelled()) return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
-    pollfd ready{socket_.get(), events, 0};
-    const int rc = ::poll(&ready, 1, timeoutMs(deadline - systemClock().monotonicNow()));
-    if (rc > 0) return absl::OkStatus();
-    if (rc < 0 && errno != EINTR) return errnoStatus(errno, fmt::format("poll ({})", what));
-    if (rc == 0) {
+    if (cancelled() || interrupted_.load()) {
+      return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+    }
+    const absl::Duration left = deadline - systemClock().monotonicNow();
+    if (left <= absl::ZeroDuration()) {
       return absl::DeadlineExceededError(
           fmt::format("{} did not {} for {}", peer_, what, absl::FormatDuration(io_timeout_)));
     }
+    pollfd ready{socket_.get(), events, 0};
+    const int rc = ::poll(&ready, 1, timeoutMs(std::min(left, kSlice)));
+    if (rc > 0) return absl::OkStatus();
+    if (rc < 0 && errno != EINTR) return errnoStatus(errno, fmt::format("poll ({})", what));
   }
 }
 
 absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
+  if (broken_) {
+    return absl::FailedPreconditionError(
+        fmt::format("the stream to {} broke off in the middle of a frame", peer_));
+  }
+  const size_t frame = total;
   size_t first = 0;
   while (total > 0) {
-    if (cancelled()) return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+    if (cancelled() || (total == frame && interrupted_.load())) {
+      return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+    }
     msghdr message{};
     message.msg_iov = pieces.data() + first;
     message.msg_iovlen = std::min<size_t>(pieces.size() - first, IOV_MAX);
@@ -206,7 +221,10 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        RETURN_IF_ERROR(waitFor(POLLOUT, "take data"));
+        if (absl::Status writable = waitFor(POLLOUT, "take data"); !writable.ok()) {
+          broken_ = total != frame;
+          return writable;
+        }
         continue;
       }
       if (cancelled()) {
@@ -421,7 +439,8 @@ absl::StatusOr<FrameHeader> Connection::expect(FrameType expected) {
 }
 
 void Connection::sendError(FrameType type, std::string_view message) {
-  if (cancelled()) return;
+  if (cancelled() || broken_) return;
+  interrupted_.store(false);
   flotilla::v1::MigrationError error;
   error.set_message(std::string(message));
   const absl::Duration saved = io_timeout_;

@@ -114,6 +114,10 @@ class Connection {
   // Shuts the socket down: blocked and later calls fail.
   void cancel();
   bool cancelled() const;
+  // Makes a blocked or later read or write fail with Cancelled, within 100 ms, without closing
+  // the connection: sendError() can still tell the peer why, unless a frame was left half
+  // written (then the stream is broken and it sends nothing).
+  void interrupt();
 
   uint64_t bytesSent() const { return bytes_sent_; }
   uint64_t bytesReceived() const { return bytes_received_; }
@@ -136,6 +140,8 @@ class Connection {
   uint32_t remaining_ = 0;
   uint32_t crc_ = 0;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> interrupted_{false};
+  bool broken_ = false;  // a frame was left half written
 };
 
 // Page batch helpers. The entries of a batch, checked against a memory of `memory_bytes`:

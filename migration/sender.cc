@@ -50,7 +50,8 @@ bool MigrationSender::cancel() {
   absl::MutexLock lock(&mu_);
   if (handed_over_) return false;
   cancelled_ = true;
-  if (connection_ != nullptr) connection_->cancel();
+  // Interrupted, not closed: the target is told in a cancel frame.
+  if (connection_ != nullptr) connection_->interrupt();
   return true;
 }
 
@@ -70,7 +71,7 @@ absl::Status MigrationSender::run(Connection& connection) {
     absl::MutexLock lock(&mu_);
     connection_ = &connection;
     stats_.phase = MigrationPhase::kSetup;
-    if (cancelled_) connection.cancel();
+    if (cancelled_) connection.interrupt();
   }
   memory_ = vm_.memory();
   buffer_.resize(kMaxPagesPerBatch * kPageBytes);
@@ -318,6 +319,10 @@ absl::Status MigrationSender::sendPages(Connection& connection, const vmm::Dirty
 
 absl::Status MigrationSender::sendBatch(Connection& connection) {
   if (entries_.empty()) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return absl::CancelledError("the migration was cancelled");
+  }
   const uint32_t header[2] = {static_cast<uint32_t>(entries_.size()), 0};
   std::vector<iovec> pieces;
   pieces.push_back({const_cast<uint32_t*>(header), sizeof(header)});

@@ -3,6 +3,8 @@
 // it expects: a page lost or stale in the migration is an "error counter mismatch" line)
 // migrated back and forth, and the failures that must leave it running at the source: a
 // target that is not there, a wrong token, a target started for another memory size.
+#include <signal.h>
+
 #include <string>
 #include <vector>
 
@@ -39,11 +41,11 @@ class MigrationTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(::flotilla::testing::requireKvm().ok()); }
 
-  std::unique_ptr<VmmProcess> startSource() {
-    auto vmm = VmmProcess::start(
-        kVmm,
-        {"--kernel", kGuest, "--memory", kMemory, "--cmdline", "workload=counter counter_mib=32"},
-        dir_, fmt::format("vm{}", count_++));
+  std::unique_ptr<VmmProcess> startSource(const std::string& vcpus = "1") {
+    auto vmm = VmmProcess::start(kVmm,
+                                 {"--kernel", kGuest, "--memory", kMemory, "--vcpus", vcpus,
+                                  "--cmdline", "workload=counter counter_mib=32"},
+                                 dir_, fmt::format("vm{}", count_++));
     EXPECT_TRUE(vmm.ok()) << vmm.status();
     if (!vmm.ok()) return nullptr;
     auto counting = (*vmm)->waitForSerialCount("counter pass=", 2, absl::Minutes(1));
@@ -52,14 +54,16 @@ class MigrationTest : public ::testing::Test {
   }
 
   // A VMM waiting for a migration on a free port; `port` gets it.
-  std::unique_ptr<VmmProcess> startTarget(uint16_t& port, const std::string& memory = kMemory) {
+  std::unique_ptr<VmmProcess> startTarget(uint16_t& port, const std::string& memory = kMemory,
+                                          const std::string& vcpus = "1") {
     auto free_port = ::flotilla::testing::pickFreePort();
     EXPECT_TRUE(free_port.ok()) << free_port.status();
     port = *free_port;
-    auto vmm = VmmProcess::start(kVmm,
-                                 {"--incoming", fmt::format("tcp:127.0.0.1:{}", port),
-                                  "--migration-token", kToken, "--memory", memory},
-                                 dir_, fmt::format("vm{}", count_++));
+    auto vmm =
+        VmmProcess::start(kVmm,
+                          {"--incoming", fmt::format("tcp:127.0.0.1:{}", port), "--migration-token",
+                           kToken, "--memory", memory, "--vcpus", vcpus},
+                          dir_, fmt::format("vm{}", count_++));
     EXPECT_TRUE(vmm.ok()) << vmm.status();
     if (!vmm.ok()) return nullptr;
     // Listening once it says so.
@@ -72,13 +76,15 @@ class MigrationTest : public ::testing::Test {
     return std::move(*vmm);
   }
 
-  grpc::Status migrate(VmmProcess& source, uint16_t port, const std::string& token = kToken) {
+  grpc::Status migrate(VmmProcess& source, uint16_t port, const std::string& token = kToken,
+                       uint64_t bandwidth_limit = 0) {
     auto api = source.api();
     if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
     flotilla::v1::MigrateSendRequest request;
     request.set_address(fmt::format("127.0.0.1:{}", port));
     request.set_token(token);
     request.set_downtime_limit_ms(50);
+    request.set_bandwidth_limit_bytes(bandwidth_limit);
     flotilla::v1::MigrateSendResponse response;
     grpc::ClientContext context;
     return (*api)->MigrateSend(&context, request, &response);
@@ -133,6 +139,97 @@ TEST_F(MigrationTest, CounterGuestMigratesBackAndForthWithEveryPageIntact) {
     EXPECT_THAT(target->log(), HasSubstr("incoming migration from"));
     source = std::move(target);
   }
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
+// The guest counts on at `target`, from at least `before`, every page checked.
+void expectCountingOn(VmmProcess& target, uint64_t before) {
+  auto counting = target.waitForSerialCount("counter pass=", 2, absl::Minutes(1));
+  ASSERT_TRUE(counting.ok()) << counting.status() << target.log();
+  EXPECT_THAT(*counting, Not(HasSubstr("error"))) << target.log();
+  EXPECT_THAT(*counting, Not(HasSubstr("ready"))) << "it continued, it did not boot";
+  EXPECT_GE(lastCounterPass(*counting), before);
+}
+
+// Passes the guest at `vmm` reports from now on: at least one more.
+void expectRunsOn(VmmProcess& vmm) {
+  const size_t passes = ::flotilla::testing::linesStartingWith(
+                            ::flotilla::testing::guestProtocolLines(vmm.serial()), "counter pass=")
+                            .size();
+  EXPECT_TRUE(vmm.waitForSerialCount("counter pass=", passes + 1, absl::Minutes(1)).ok())
+      << "the guest must run on here\n"
+      << vmm.log();
+}
+
+TEST_F(MigrationTest, FourVcpusMigrate) {
+  std::unique_ptr<VmmProcess> source = startSource("4");
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port, kMemory, "4");
+  ASSERT_NE(target, nullptr);
+  const uint64_t before = lastCounterPass(source->serial());
+  ASSERT_TRUE(migrate(*source, port).ok());
+  auto exit = source->wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
+  EXPECT_EQ(exit->code, 0) << source->log();
+  expectCountingOn(*target, before);
+  EXPECT_THAT(target->log(), HasSubstr("restored 4 vCPUs"));
+  ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST_F(MigrationTest, TargetKilledDuringTheTransferLeavesTheGuestAtTheSource) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  // 16 MB/s: the first round alone takes about two seconds.
+  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(target->process().signal(SIGKILL).ok());
+  flotilla::v1::MigrationStatus status;
+  EXPECT_EQ(finalPhase(*source, &status), "failed");
+  EXPECT_FALSE(status.error().empty());
+  expectRunsOn(*source);
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST_F(MigrationTest, SourceKilledDuringTheTransferLeavesNothingAtTheTarget) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(source->process().signal(SIGKILL).ok());
+  auto exit = target->wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok()) << exit.status() << target->log();
+  EXPECT_EQ(exit->code, 14) << target->log();
+  EXPECT_THAT(target->log(), HasSubstr("closed the connection"));
+  EXPECT_THAT(target->serial(), Not(HasSubstr("counter")));
+}
+
+TEST_F(MigrationTest, CancelledMigrationLeavesTheGuestAtTheSource) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  auto api = source->api();
+  ASSERT_TRUE(api.ok());
+  flotilla::v1::MigrateCancelResponse cancelled;
+  grpc::ClientContext context;
+  ASSERT_TRUE((*api)->MigrateCancel(&context, {}, &cancelled).ok());
+  EXPECT_TRUE(cancelled.cancelled());
+  EXPECT_EQ(finalPhase(*source), "failed");
+  auto exit = target->wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->code, 14);
+  EXPECT_THAT(target->log(), HasSubstr("cancelled"));
+  expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
 }
 

@@ -324,7 +324,9 @@ TEST_F(MigrationEngineTest, CancelDuringPrecopyLeavesTheGuestAtTheSource) {
     sender.cancel();
   });
   EXPECT_EQ(outcome.sent.code(), absl::StatusCode::kCancelled);
-  EXPECT_FALSE(outcome.received.ok());
+  // The target is told, in a cancel frame (the connection was interrupted, not closed).
+  EXPECT_EQ(outcome.received.code(), absl::StatusCode::kCancelled) << outcome.received;
+  EXPECT_THAT(outcome.received.message(), HasSubstr("cancelled the migration"));
   expectRunsOnlyAtTheSource();
 }
 
