@@ -115,10 +115,13 @@ absl::Status VmMigrationTarget::resume() {
   RETURN_IF_ERROR(vm_->start());
   running_ = true;
   // Switches and peers learn where the guest's MACs are now.
+  const Logger log("migration");
   auto asked = vm_->virtio().announceNics();
   if (!asked.ok()) {
-    Logger("migration")
-        .warn("announcing the NICs after the migration: {}", asked.status().message());
+    log.warn("announcing the NICs after the migration: {}", asked.status().message());
+  } else if (!vm_->virtio().nics().empty()) {
+    log.info("announced {} NICs ({} guests asked to announce themselves)",
+             vm_->virtio().nics().size(), *asked);
   }
   return absl::OkStatus();
 }

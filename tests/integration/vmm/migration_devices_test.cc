@@ -1,0 +1,186 @@
+// Live migration with devices in use, between two flotilla-vmm processes over loopback:
+// a guest writing and verifying rounds on a virtio-blk disk that is an iSCSI LUN (shared
+// storage: both VMMs log in to the same tgtd) keeps verifying at the target; a guest
+// answering UDP echo on a NIC keeps answering after it moved from one tap to another on the
+// same bridge (the target announces the MAC; the bridge also forgets the source's port when
+// its tap loses its carrier, so the announcement itself is checked in the target's log, and
+// on the wire by virtio_net_test).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fmt/format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "network/tap.h"
+#include "tests/support/netns.h"
+#include "tests/support/test_env.h"
+#include "tests/support/tgt_target.h"
+#include "tests/support/vmm_process.h"
+
+namespace flotilla::vmm {
+namespace {
+
+using ::flotilla::testing::NetNamespace;
+using ::flotilla::testing::TempDir;
+using ::flotilla::testing::TgtTarget;
+using ::flotilla::testing::VmmProcess;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kVmm[] = FLOTILLA_VMM;
+constexpr char kGuest[] = FLOTILLA_GUEST_ELF;
+constexpr char kToken[] = "device-test-token";
+
+// Waits for the target's "waiting for an incoming migration" log line.
+void waitListening(VmmProcess& target) {
+  for (int i = 0;
+       i < 500 && target.log().find("waiting for an incoming migration") == std::string::npos;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_THAT(target.log(), HasSubstr("waiting for an incoming migration"));
+}
+
+grpc::Status migrate(VmmProcess& source, uint16_t port) {
+  auto api = source.api();
+  if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
+  flotilla::v1::MigrateSendRequest request;
+  request.set_address(fmt::format("127.0.0.1:{}", port));
+  request.set_token(kToken);
+  request.set_downtime_limit_ms(50);
+  flotilla::v1::MigrateSendResponse response;
+  grpc::ClientContext context;
+  return (*api)->MigrateSend(&context, request, &response);
+}
+
+TEST(MigrationWithDevicesTest, DiskIoOnASharedIscsiLunContinuesAtTheTarget) {
+  ASSERT_TRUE(::flotilla::testing::requireKvm().ok());
+  TempDir dir;
+  auto lun = dir.sparseFile("lun.img", uint64_t{32} << 20);
+  ASSERT_TRUE(lun.ok()) << lun.status();
+  auto tgt = TgtTarget::start(*lun);
+  ASSERT_TRUE(tgt.ok()) << tgt.status();
+  const std::string disk = "iscsi=" + (*tgt)->url();
+  auto source =
+      VmmProcess::start(kVmm,
+                        {"--kernel", kGuest, "--memory", "256M", "--disk", disk, "--cmdline",
+                         "workload=blk blk.mib=4 blk.loop=1 virtio.irq=1 "
+                         "virtio.event_idx=1"},
+                        dir, "source");
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_TRUE((*source)->waitForSerialCount("blk loop round=", 2, absl::Minutes(2)).ok())
+      << (*source)->serial() << (*source)->log();
+  auto port = ::flotilla::testing::pickFreePort();
+  ASSERT_TRUE(port.ok());
+  auto target = VmmProcess::start(kVmm,
+                                  {"--incoming", fmt::format("tcp:127.0.0.1:{}", *port),
+                                   "--migration-token", kToken, "--memory", "256M", "--disk", disk},
+                                  dir, "target");
+  ASSERT_TRUE(target.ok()) << target.status();
+  waitListening(**target);
+  grpc::Status sent = migrate(**source, *port);
+  ASSERT_TRUE(sent.ok()) << sent.error_message();
+  auto exit = (*source)->wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << (*source)->log() << (*target)->log();
+  EXPECT_EQ(exit->code, 0) << (*source)->log();
+  // Every round the guest writes and then verifies: two more rounds at the target, with no
+  // error, mean the disk holds what the source's guest wrote and in-flight I/O was not lost.
+  auto more = (*target)->waitForSerialCount("blk loop round=", 2, absl::Minutes(2));
+  ASSERT_TRUE(more.ok()) << more.status() << (*target)->log();
+  EXPECT_THAT(*more, Not(HasSubstr("error"))) << (*target)->log();
+  EXPECT_THAT(*more, Not(HasSubstr("ready"))) << "the guest continued, it did not boot";
+  ASSERT_TRUE((*target)->process().terminate(absl::Seconds(10)).ok());
+}
+
+// Sends a datagram to `ip`:7 from `socket` and waits up to `timeout` for its echo.
+bool echoed(int socket, const std::string& ip, int sequence, absl::Duration timeout) {
+  sockaddr_in guest{};
+  guest.sin_family = AF_INET;
+  guest.sin_port = htons(7);
+  if (::inet_pton(AF_INET, ip.c_str(), &guest.sin_addr) != 1) return false;
+  const std::string message = fmt::format("probe {}", sequence);
+  if (::sendto(socket, message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&guest),
+               sizeof(guest)) < 0) {
+    return false;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    pollfd readable{socket, POLLIN, 0};
+    const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())) + 1;
+    if (::poll(&readable, 1, wait_ms) != 1) continue;
+    char reply[256];
+    const ssize_t n = ::recv(socket, reply, sizeof(reply), 0);
+    if (n > 0 && std::string(reply, static_cast<size_t>(n)) == message) return true;
+  }
+  return false;
+}
+
+TEST(MigrationWithDevicesTest, NicAnswersFromItsNewTapAfterTheMigration) {
+  ASSERT_TRUE(::flotilla::testing::requireRoot("taps and network namespaces").ok());
+  ASSERT_TRUE(::flotilla::testing::requireKvm().ok());
+  auto ns = NetNamespace::create("vmig");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  // One "host network": a bridge with the client's address, the source's and the target's
+  // taps as its ports.
+  ASSERT_TRUE((*ns)->execChecked({"ip", "link", "add", "br0", "type", "bridge"}).ok());
+  ASSERT_TRUE((*ns)->setLinkUp("br0").ok());
+  ASSERT_TRUE((*ns)->addAddress("br0", "10.80.0.1/24").ok());
+  for (const char* tap : {"tapa", "tapb"}) {
+    ASSERT_TRUE((*ns)->runInside([tap] { return network::createPersistentTap(tap); }).ok());
+    ASSERT_TRUE((*ns)->execChecked({"ip", "link", "set", tap, "master", "br0"}).ok());
+    ASSERT_TRUE((*ns)->setLinkUp(tap).ok());
+  }
+  TempDir dir;
+  const std::string mac = "52:54:00:4d:00:01";
+  auto inside = [&](std::vector<std::string> args, const std::string& name) {
+    std::vector<std::string> argv = {"netns", "exec", (*ns)->name(), kVmm};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return VmmProcess::start("/usr/sbin/ip", std::move(argv), dir, name);
+  };
+  auto source =
+      inside({"--kernel", kGuest, "--memory", "128M", "--net", fmt::format("tap=tapa,mac={}", mac),
+              "--cmdline", "workload=net net.ip=10.80.0.2/24 virtio.irq=1 virtio.event_idx=1"},
+             "source");
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_TRUE((*source)->waitForSerial("net up", absl::Minutes(1)).ok()) << (*source)->log();
+  auto socket = (*ns)->udpSocket();
+  ASSERT_TRUE(socket.ok()) << socket.status();
+  int sequence = 0;
+  bool first = false;
+  for (int attempt = 0; attempt < 20 && !first; ++attempt) {
+    first = echoed(socket->get(), "10.80.0.2", sequence++, absl::Milliseconds(500));
+  }
+  ASSERT_TRUE(first) << "no UDP echo before the migration" << (*source)->log();
+
+  auto port = ::flotilla::testing::pickFreePort();
+  ASSERT_TRUE(port.ok());
+  auto target = inside({"--incoming", fmt::format("tcp:127.0.0.1:{}", *port), "--migration-token",
+                        kToken, "--memory", "128M", "--net", fmt::format("tap=tapb,mac={}", mac)},
+                       "target");
+  ASSERT_TRUE(target.ok()) << target.status();
+  waitListening(**target);
+  grpc::Status sent = migrate(**source, *port);
+  ASSERT_TRUE(sent.ok()) << sent.error_message();
+  auto exit = (*source)->wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << (*source)->log() << (*target)->log();
+  EXPECT_EQ(exit->code, 0) << (*source)->log();
+  EXPECT_THAT((*target)->log(), HasSubstr("announced 1 NICs"));
+  // Echoes come back through tapb.
+  int answered = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (echoed(socket->get(), "10.80.0.2", sequence++, absl::Seconds(2))) ++answered;
+  }
+  EXPECT_EQ(answered, 20) << (*target)->log();
+  EXPECT_THAT((*target)->serial(), Not(HasSubstr("error")));
+  EXPECT_THAT((*target)->serial(), Not(HasSubstr("net up"))) << "it continued, it did not boot";
+  ASSERT_TRUE((*target)->process().terminate(absl::Seconds(10)).ok());
+}
+
+}  // namespace
+}  // namespace flotilla::vmm
