@@ -163,6 +163,12 @@ absl::Status MigrationSender::precopy(Connection& connection) {
   pending_ = vmm::DirtyBitmap(layout.memory_bytes() / kPageBytes);
   vmm::DirtyBitmap& dirty = pending_;
   RETURN_IF_ERROR(vm_.startDirtyLog());
+  if (options_.cold) {
+    // Cold: the guest stops first; one pass over its memory, then the switchover.
+    RETURN_IF_ERROR(pauseVm());
+    ASSIGN_OR_RETURN(std::vector<ByteRange> populated, vm_.populated());
+    return sendRanges(connection, populated);
+  }
   update([](MigrationStats& stats) { stats.phase = MigrationPhase::kPrecopy; });
   const absl::Duration precopy_start = clock_.monotonicNow();
   pace_start_ = precopy_start;
@@ -229,15 +235,23 @@ absl::Status MigrationSender::precopy(Connection& connection) {
   return absl::OkStatus();
 }
 
-absl::Status MigrationSender::switchover(Connection& connection) {
+absl::Status MigrationSender::pauseVm() {
   update([](MigrationStats& stats) { stats.phase = MigrationPhase::kSwitchover; });
-  const absl::Duration paused_at = clock_.monotonicNow();
+  paused_at_ = clock_.monotonicNow();
   RETURN_IF_ERROR(vm_.pause());
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+  if (cancelled_) return absl::CancelledError("the migration was cancelled");
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::switchover(Connection& connection) {
+  bool paused = false;
   {
     absl::MutexLock lock(&mu_);
-    paused_ = true;
-    if (cancelled_) return absl::CancelledError("the migration was cancelled");
+    paused = paused_;
   }
+  if (!paused) RETURN_IF_ERROR(pauseVm());
   // What the last round left dirty, and what the guest dirtied since.
   ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(pending_));
   (void)added;
@@ -258,7 +272,7 @@ absl::Status MigrationSender::switchover(Connection& connection) {
   RETURN_IF_ERROR(connection.sendEmpty(FrameType::kGo));
   ASSIGN_OR_RETURN(header, connection.expect(FrameType::kResumed));
   RETURN_IF_ERROR(connection.verify());
-  const absl::Duration downtime = clock_.monotonicNow() - paused_at;
+  const absl::Duration downtime = clock_.monotonicNow() - paused_at_;
   (void)vm_.stopDirtyLog();
   update([&](MigrationStats& stats) {
     stats.phase = MigrationPhase::kCompleted;

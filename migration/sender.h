@@ -41,6 +41,9 @@ struct SendOptions {
   // Throttle the vCPUs in steps while the guest dirties memory faster than the link carries.
   bool auto_converge = false;
   absl::Duration io_timeout = absl::Seconds(30);  // for any one read or write
+  // Cold migration: pause the guest first and send its memory once (no pre-copy rounds), for
+  // VMs that cannot or need not move live; the pause lasts the whole transfer.
+  bool cold = false;
 };
 
 enum class MigrationPhase {
@@ -85,6 +88,7 @@ class MigrationSender {
  private:
   absl::Status precopy(Connection& connection);
   absl::Status switchover(Connection& connection);
+  absl::Status pauseVm();
   // Sends every page of `pages` (set bits); `skip_zero` leaves zero pages out.
   absl::Status sendPages(Connection& connection, const vmm::DirtyBitmap& pages, bool skip_zero);
   absl::Status sendRanges(Connection& connection, const std::vector<ByteRange>& ranges);
@@ -103,6 +107,7 @@ class MigrationSender {
   const Logger log_;
   std::span<const uint8_t> memory_;
   vmm::DirtyBitmap pending_;  // dirty pages not sent yet
+  absl::Duration paused_at_;  // when the guest was paused (the downtime's start)
   // The batch being built.
   std::vector<uint64_t> entries_;
   std::vector<uint8_t> buffer_;  // copies of the batch's data pages

@@ -56,6 +56,7 @@ int runVmmctl(int argc, const char* const* argv) {
   uint32_t max_rounds = 0;
   bool auto_converge = false;
   bool force = false;
+  bool cold = false;
   migrate_send->add_option("--downtime-ms", downtime_ms, "the longest pause allowed (default 300)")
       ->check(CLI::Range(1u, 3'600'000u));
   migrate_send->add_option("--bandwidth", bandwidth_mbps, "cap, in MB/s (default: none)")
@@ -65,6 +66,8 @@ int runVmmctl(int argc, const char* const* argv) {
       ->check(CLI::Range(1u, 100'000u));
   migrate_send->add_flag("--auto-converge", auto_converge,
                          "throttle the vCPUs while the guest dirties faster than the link");
+  migrate_send->add_flag("--cold", cold,
+                         "cold migration: pause the guest, send its memory once, run it there");
   migrate_send->add_flag("--force", force, "switch over even when the pause will exceed the limit");
   app.add_subcommand("migrate-status", "print the migration's phase and figures as JSON");
   app.add_subcommand("migrate-cancel", "cancel the migration; the VM runs on here");
@@ -126,6 +129,7 @@ int runVmmctl(int argc, const char* const* argv) {
     migrate.set_max_rounds(max_rounds);
     migrate.set_auto_converge(auto_converge);
     migrate.set_force_switchover(force);
+    migrate.set_cold(cold);
     migrate.set_bandwidth_limit_bytes(static_cast<uint64_t>(bandwidth_mbps * 1e6));
     flotilla::v1::MigrateSendResponse response;
     return report(stub->MigrateSend(&context, migrate, &response), socket);

@@ -266,6 +266,7 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
   if (request->timeout_s() > 0) options.timeout = absl::Seconds(request->timeout_s());
   options.auto_converge = request->auto_converge();
   options.force_switchover = request->force_switchover();
+  options.cold = request->cold();
 
   std::shared_ptr<migration::MigrationSender> sender;
   {

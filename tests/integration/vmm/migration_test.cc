@@ -77,7 +77,7 @@ class MigrationTest : public ::testing::Test {
   }
 
   grpc::Status migrate(VmmProcess& source, uint16_t port, const std::string& token = kToken,
-                       uint64_t bandwidth_limit = 0) {
+                       uint64_t bandwidth_limit = 0, bool cold = false) {
     auto api = source.api();
     if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
     flotilla::v1::MigrateSendRequest request;
@@ -85,6 +85,7 @@ class MigrationTest : public ::testing::Test {
     request.set_token(token);
     request.set_downtime_limit_ms(50);
     request.set_bandwidth_limit_bytes(bandwidth_limit);
+    request.set_cold(cold);
     flotilla::v1::MigrateSendResponse response;
     grpc::ClientContext context;
     return (*api)->MigrateSend(&context, request, &response);
@@ -174,6 +175,22 @@ TEST_F(MigrationTest, FourVcpusMigrate) {
   EXPECT_EQ(exit->code, 0) << source->log();
   expectCountingOn(*target, before);
   EXPECT_THAT(target->log(), HasSubstr("restored 4 vCPUs"));
+  ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST_F(MigrationTest, ColdMigrationMovesTheGuest) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  const uint64_t before = lastCounterPass(source->serial());
+  ASSERT_TRUE(migrate(*source, port, kToken, 0, /*cold=*/true).ok());
+  auto exit = source->wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
+  EXPECT_EQ(exit->code, 0) << source->log();
+  EXPECT_THAT(source->log(), HasSubstr("0 rounds"));
+  expectCountingOn(*target, before);
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
 }
 

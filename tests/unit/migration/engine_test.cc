@@ -265,6 +265,21 @@ TEST_F(MigrationEngineTest, TargetGetsExactlyTheMemoryOfThePausedSource) {
   EXPECT_EQ(stats_.zero_pages, outcome.stats.zero_pages);
 }
 
+TEST_F(MigrationEngineTest, ColdMigrationPausesFirstAndSendsMemoryOnce) {
+  while (source_.writes() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  SendOptions send = options();
+  send.cold = true;
+  Outcome outcome = migrate(send);
+  ASSERT_TRUE(outcome.sent.ok()) << outcome.sent;
+  EXPECT_EQ(outcome.stats.round, 0u) << "no pre-copy rounds";
+  EXPECT_EQ(stats_.rounds, 0u);
+  EXPECT_TRUE(source_.paused());
+  EXPECT_TRUE(target_.running);
+  EXPECT_EQ(firstDifference(target_.memory_, source_.bytes()), "");
+  // Every page went once: the zero pages of the first pass are skipped, none is resent.
+  EXPECT_EQ(outcome.stats.zero_pages, 0u);
+}
+
 TEST_F(MigrationEngineTest, WrongTokenIsRefusedAndTheGuestRunsOn) {
   SendOptions send = options();
   send.token = "guessed";
