@@ -12,6 +12,8 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   # block backends: io_uring for raw files, the userspace iSCSI initiator
   liburing-dev libiscsi-dev
+  # migration stream compression
+  libzstd-dev liblz4-dev
   # iSCSI target and Open vSwitch (userspace datapath) for integration tests and the cluster
   tgt openvswitch-switch
   # etcd: the server for integration tests and the local cluster, etcdctl, and the .proto

@@ -1,5 +1,6 @@
 // When pre-copy stops: after each round, the predicted pause (the bytes still dirty at the
-// bandwidth measured, plus a fixed cost for the device state and the handshake) is compared
+// rate the last round handled guest memory — the link's, or the compressor's when it is the
+// slower — plus a fixed cost for the device state and the handshake) is compared
 // with the downtime limit; auto-converge throttles the vCPUs in steps while the guest keeps
 // dirtying more than half of what a round sends. Pure arithmetic, unit-tested on its own.
 #pragma once
@@ -23,7 +24,7 @@ inline constexpr int kThrottleStep = 10;
 inline constexpr int kThrottleMax = 99;
 
 struct RoundFigures {
-  uint64_t sent_bytes = 0;   // on the wire during the round
+  uint64_t sent_bytes = 0;   // guest memory handled during the round (before compression)
   uint64_t dirty_bytes = 0;  // dirty at its end: the next round's work
   absl::Duration duration;
 };

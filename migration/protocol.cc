@@ -29,7 +29,7 @@ constexpr int kSocketBufferBytes = 4 << 20;
 
 bool knownType(uint16_t type) {
   return type >= static_cast<uint16_t>(FrameType::kHello) &&
-         type <= static_cast<uint16_t>(FrameType::kError);
+         type <= static_cast<uint16_t>(FrameType::kRoundDone);
 }
 
 // The most payload a frame of `type` may carry.
@@ -160,6 +160,8 @@ std::string_view frameTypeName(FrameType type) {
       return "cancel";
     case FrameType::kError:
       return "error";
+    case FrameType::kRoundDone:
+      return "round done";
   }
   return "unknown";
 }
@@ -248,7 +250,7 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
   return absl::OkStatus();
 }
 
-absl::Status Connection::send(FrameType type, std::span<const iovec> payload) {
+absl::Status Connection::send(FrameType type, std::span<const iovec> payload, uint16_t flags) {
   size_t length = 0;
   for (const iovec& piece : payload) length += piece.iov_len;
   if (length > maxPayload(type)) {
@@ -257,16 +259,21 @@ absl::Status Connection::send(FrameType type, std::span<const iovec> payload) {
   }
   FrameHeader header;
   header.type = static_cast<uint16_t>(type);
+  header.flags = flags;
   header.length = static_cast<uint32_t>(length);
   header.crc = crcOf(0, payload);
-  header.sequence = send_sequence_++;
+  header.sequence = send_sequence_;
   std::vector<iovec> pieces;
   pieces.reserve(payload.size() + 1);
   pieces.push_back({&header, sizeof(header)});
   for (const iovec& piece : payload) {
     if (piece.iov_len > 0) pieces.push_back(piece);
   }
-  return writeAll(std::move(pieces), sizeof(header) + length);
+  // A frame that never left (interrupted before its first byte) does not use up its number:
+  // the next frame, e.g. the cancel that follows, takes it.
+  absl::Status written = writeAll(std::move(pieces), sizeof(header) + length);
+  if (written.ok() || broken_) ++send_sequence_;
+  return written;
 }
 
 absl::Status Connection::send(FrameType type, const google::protobuf::MessageLite& message) {
@@ -346,6 +353,10 @@ absl::StatusOr<FrameHeader> Connection::readHeader() {
   if (header.length > maxPayload(type)) {
     return absl::DataLossError(fmt::format("{} sent a {} frame of {} bytes, more than {}", peer_,
                                            frameTypeName(type), header.length, maxPayload(type)));
+  }
+  if (header.flags != 0 && type != FrameType::kPages) {
+    return absl::DataLossError(fmt::format("{} sent a {} frame with flags {:#x}", peer_,
+                                           frameTypeName(type), header.flags));
   }
   if (header.sequence != receive_sequence_) {
     return absl::DataLossError(fmt::format(

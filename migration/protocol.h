@@ -2,7 +2,7 @@
 // between the sending and the receiving VMM. Every frame is a 24-byte header, then its
 // payload:
 //
-//   u32 magic "FMIG"   u16 type   u16 flags (0)   u32 payload bytes
+//   u32 magic "FMIG"   u16 type   u16 flags   u32 payload bytes
 //   u32 CRC-32C of the payload   u64 sequence number (0, 1, 2, ... per direction)
 //
 // little-endian. The checksum covers page data too: a corrupted stream is an error, never a
@@ -17,7 +17,8 @@
 // where each entry is the page's offset in guest memory (its memory file) with bit 0 set for
 // a page of zeroes, which has no data; the data is the other pages' 4096 bytes each, in entry
 // order. Offsets are page aligned, inside the layout announced before, at most
-// kMaxPagesPerBatch per batch.
+// kMaxPagesPerBatch per batch. A batch with a compression flag (only one negotiated at
+// hello) has the data compressed as one block, and the reserved word is its size.
 #pragma once
 
 #include <sys/uio.h>
@@ -33,6 +34,7 @@
 #include "absl/time/time.h"
 #include "common/unique_fd.h"
 #include "google/protobuf/message_lite.h"
+#include "migration/compression.h"
 
 namespace flotilla::migration {
 
@@ -43,8 +45,8 @@ inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint32_t kMaxPagesPerBatch = 256;  // 1 MiB of data
 inline constexpr uint32_t kMaxControlBytes = 64u << 20;
 inline constexpr uint64_t kZeroPageFlag = 1;
-// Capability bits (MigrationHello.capabilities); none in version 1.0.
-inline constexpr uint64_t kKnownCapabilities = 0;
+// Capability bits (MigrationHello.capabilities): the compressions (compression.h).
+inline constexpr uint64_t kKnownCapabilities = kCapabilityZstd | kCapabilityLz4;
 
 enum class FrameType : uint16_t {
   kHello = 1,           // MigrationHello (sender -> target)
@@ -52,7 +54,7 @@ enum class FrameType : uint16_t {
   kLayout = 3,          // MigrationMemoryLayout
   kLayoutAccepted = 4,  // empty: the target has memory of that layout
   kPages = 5,           // a page batch
-  kRound = 6,           // MigrationRound
+  kRound = 6,           // MigrationRound: a round's pages were all sent
   kDeviceState = 7,     // a serialized VmSnapshot (everything but memory)
   kComplete = 8,        // empty: everything was sent; load it
   kReady = 9,           // empty (target -> sender): loaded, waiting for kGo
@@ -60,6 +62,7 @@ enum class FrameType : uint16_t {
   kResumed = 11,        // empty (target -> sender): the guest runs on the target
   kCancel = 12,         // MigrationError (sender -> target): stop, discard what you have
   kError = 13,          // MigrationError (either way): a failure; the stream ends
+  kRoundDone = 14,      // MigrationRound (target -> sender): every page before kRound is in
 };
 
 std::string_view frameTypeName(FrameType type);
@@ -85,7 +88,8 @@ class Connection {
 
   const std::string& peer() const { return peer_; }
 
-  absl::Status send(FrameType type, std::span<const iovec> payload);
+  // `flags`: kPages frames only (the compression of its data, compression.h).
+  absl::Status send(FrameType type, std::span<const iovec> payload, uint16_t flags = 0);
   absl::Status send(FrameType type, const google::protobuf::MessageLite& message);
   absl::Status sendEmpty(FrameType type);
 

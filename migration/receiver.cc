@@ -100,8 +100,13 @@ absl::Status MigrationReceiver::receive(Connection& connection) {
       case FrameType::kRound: {
         flotilla::v1::MigrationRound round;
         RETURN_IF_ERROR(connection.readMessage(header, round));
-        absl::MutexLock lock(&mu_);
-        stats_.rounds = round.round();
+        {
+          absl::MutexLock lock(&mu_);
+          stats_.rounds = round.round();
+        }
+        // Every page before it is in memory: the sender times its rounds up to here, so that
+        // its rate is this side's too (compressed data can travel faster than it unpacks).
+        RETURN_IF_ERROR(connection.send(FrameType::kRoundDone, round));
         break;
       }
       case FrameType::kDeviceState: {
@@ -165,7 +170,8 @@ absl::Status MigrationReceiver::hello(Connection& connection) {
   flotilla::v1::MigrationHelloReply reply;
   reply.set_version_major(kVersionMajor);
   reply.set_version_minor(kVersionMinor);
-  reply.set_capabilities(hello.capabilities() & kKnownCapabilities);
+  capabilities_ = hello.capabilities() & kKnownCapabilities;
+  reply.set_capabilities(capabilities_);
   return connection.send(FrameType::kHelloReply, reply);
 }
 
@@ -188,10 +194,17 @@ absl::Status MigrationReceiver::layout(Connection& connection) {
 }
 
 absl::Status MigrationReceiver::pages(Connection& connection, const FrameHeader& header) {
-  uint32_t counts[2] = {0, 0};
+  auto compression = compressionOfFlags(header.flags);
+  if (!compression.ok()) return compression.status();
+  const bool compressed = *compression != Compression::kNone;
+  if (compressed && (capabilities_ & capabilityOf(*compression)) == 0) {
+    return absl::DataLossError(fmt::format("{} sent {} page data it did not negotiate",
+                                           connection.peer(), compressionName(*compression)));
+  }
+  uint32_t counts[2] = {0, 0};  // pages, compressed data bytes
   const iovec head{counts, sizeof(counts)};
   RETURN_IF_ERROR(connection.readPayload(std::span<const iovec>(&head, 1)));
-  if (counts[0] == 0 || counts[0] > kMaxPagesPerBatch || counts[1] != 0) {
+  if (counts[0] == 0 || counts[0] > kMaxPagesPerBatch || (!compressed && counts[1] != 0)) {
     return absl::DataLossError(fmt::format("{} sent a page batch of {} pages (1 to {} allowed)",
                                            connection.peer(), counts[0], kMaxPagesPerBatch));
   }
@@ -203,25 +216,46 @@ absl::Status MigrationReceiver::pages(Connection& connection, const FrameHeader&
     return annotate(checked.status(), fmt::format("a page batch from {}", connection.peer()));
   }
   const uint32_t data_pages = *checked;
-  if (header.length !=
-      sizeof(counts) + entries_.size() * sizeof(uint64_t) + uint64_t{data_pages} * kPageBytes) {
+  const uint64_t data_bytes = compressed ? counts[1] : uint64_t{data_pages} * kPageBytes;
+  if (header.length != sizeof(counts) + entries_.size() * sizeof(uint64_t) + data_bytes ||
+      (compressed && (data_pages == 0 || data_bytes == 0))) {
     return absl::DataLossError(
         fmt::format("{} sent a page batch of {} bytes for {} pages with data", connection.peer(),
                     header.length, data_pages));
   }
-  data_.clear();
-  for (uint64_t entry : entries_) {
-    if ((entry & kZeroPageFlag) != 0) continue;
-    uint8_t* page = memory_.data() + entry;
-    if (!data_.empty() &&
-        static_cast<uint8_t*>(data_.back().iov_base) + data_.back().iov_len == page) {
-      data_.back().iov_len += kPageBytes;
-    } else {
-      data_.push_back({page, kPageBytes});
+  if (compressed) {
+    // Into scratch buffers first: nothing reaches guest memory before it checked out.
+    compressed_.resize(data_bytes);
+    const iovec piece{compressed_.data(), compressed_.size()};
+    RETURN_IF_ERROR(connection.readPayload(std::span<const iovec>(&piece, 1)));
+    RETURN_IF_ERROR(connection.verify());
+    if (codec_ == nullptr || codec_->compression() != *compression) {
+      codec_ = std::make_unique<Codec>(*compression);
     }
+    decompressed_.resize(uint64_t{data_pages} * kPageBytes);
+    RETURN_IF_ERROR(annotate(codec_->decompress(compressed_, decompressed_),
+                             fmt::format("a page batch from {}", connection.peer())));
+    size_t next = 0;
+    for (uint64_t entry : entries_) {
+      if ((entry & kZeroPageFlag) != 0) continue;
+      std::memcpy(memory_.data() + entry, decompressed_.data() + next * kPageBytes, kPageBytes);
+      ++next;
+    }
+  } else {
+    data_.clear();
+    for (uint64_t entry : entries_) {
+      if ((entry & kZeroPageFlag) != 0) continue;
+      uint8_t* page = memory_.data() + entry;
+      if (!data_.empty() &&
+          static_cast<uint8_t*>(data_.back().iov_base) + data_.back().iov_len == page) {
+        data_.back().iov_len += kPageBytes;
+      } else {
+        data_.push_back({page, kPageBytes});
+      }
+    }
+    RETURN_IF_ERROR(connection.readPayload(data_));
+    RETURN_IF_ERROR(connection.verify());
   }
-  RETURN_IF_ERROR(connection.readPayload(data_));
-  RETURN_IF_ERROR(connection.verify());
   for (uint64_t entry : entries_) {
     if ((entry & kZeroPageFlag) != 0) zeroPage(memory_.data() + (entry & ~kZeroPageFlag));
   }

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "migration/compression.h"
 #include "migration/protocol.h"
 #include "migration/vm_interface.h"
 
@@ -57,8 +58,12 @@ class MigrationReceiver {
   std::span<uint8_t> memory_;
   std::string device_state_;
   bool have_device_state_ = false;
+  uint64_t capabilities_ = 0;  // negotiated at hello
   std::vector<uint64_t> entries_;
   std::vector<iovec> data_;
+  std::unique_ptr<Codec> codec_;
+  std::vector<uint8_t> compressed_;
+  std::vector<uint8_t> decompressed_;
 
   mutable absl::Mutex mu_;
   ReceiverStats stats_ ABSL_GUARDED_BY(mu_);

@@ -145,7 +145,7 @@ absl::Status MigrationSender::precopy(Connection& connection) {
   flotilla::v1::MigrationHello hello;
   hello.set_version_major(kVersionMajor);
   hello.set_version_minor(kVersionMinor);
-  hello.set_capabilities(kKnownCapabilities);
+  hello.set_capabilities(capabilityOf(options_.compression));
   hello.set_token(options_.token);
   RETURN_IF_ERROR(connection.send(FrameType::kHello, hello));
   ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kHelloReply));
@@ -155,6 +155,14 @@ absl::Status MigrationSender::precopy(Connection& connection) {
     return absl::FailedPreconditionError(
         fmt::format("{} speaks migration protocol {}.{}, this VMM {}.{}", connection.peer(),
                     reply.version_major(), reply.version_minor(), kVersionMajor, kVersionMinor));
+  }
+  if (options_.compression != Compression::kNone) {
+    if ((reply.capabilities() & capabilityOf(options_.compression)) != 0) {
+      codec_ = std::make_unique<Codec>(options_.compression);
+    } else {
+      log_.warn("{} does not take {} compression: page data goes uncompressed", connection.peer(),
+                compressionName(options_.compression));
+    }
   }
   RETURN_IF_ERROR(connection.send(FrameType::kLayout, layout));
   ASSIGN_OR_RETURN(header, connection.expect(FrameType::kLayoutAccepted));
@@ -177,15 +185,16 @@ absl::Status MigrationSender::precopy(Connection& connection) {
   // Round 0: what the guest ever touched, zero pages left out.
   ASSIGN_OR_RETURN(std::vector<ByteRange> populated, vm_.populated());
   absl::Duration round_start = precopy_start;
-  uint64_t round_bytes_start = connection.bytesSent();
+  uint64_t round_bytes_start = processed_bytes_;
   RETURN_IF_ERROR(sendRanges(connection, populated));
+  RETURN_IF_ERROR(endRound(connection, 0, 0));
   ConvergenceTracker tracker(options_.auto_converge);
   for (uint32_t round = 1;; ++round) {
     ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(dirty));
     (void)added;
     const absl::Duration now = clock_.monotonicNow();
     const RoundFigures figures{
-        .sent_bytes = connection.bytesSent() - round_bytes_start,
+        .sent_bytes = processed_bytes_ - round_bytes_start,
         .dirty_bytes = dirty.count() * kPageBytes,
         .duration = now - round_start,
     };
@@ -204,6 +213,10 @@ absl::Status MigrationSender::precopy(Connection& connection) {
       stats.predicted_downtime = decision.predicted_downtime;
       stats.throttle_percent = decision.throttle_percent;
     });
+    log_.info("round {}: {} bytes of data in {}, {:.0f} MB/s; {} bytes dirty, pause would be {}",
+              round - 1, figures.sent_bytes, absl::FormatDuration(figures.duration),
+              tracker.bandwidth() / 1e6, figures.dirty_bytes,
+              absl::FormatDuration(decision.predicted_downtime));
     if (decision.throttle_changed) {
       log_.info(
           "auto-converge: the guest dirties {:.0f} MB/s, the link carries {:.0f} MB/s: "
@@ -224,13 +237,27 @@ absl::Status MigrationSender::precopy(Connection& connection) {
                       decision.reason));
     }
     round_start = now;
-    round_bytes_start = connection.bytesSent();
+    round_bytes_start = processed_bytes_;
     RETURN_IF_ERROR(sendPages(connection, dirty, false));
-    flotilla::v1::MigrationRound info;
-    info.set_round(round);
-    info.set_pages(dirty.count());
-    RETURN_IF_ERROR(connection.send(FrameType::kRound, info));
+    RETURN_IF_ERROR(endRound(connection, round, dirty.count()));
     dirty.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::endRound(Connection& connection, uint32_t round, uint64_t pages) {
+  flotilla::v1::MigrationRound info;
+  info.set_round(round);
+  info.set_pages(pages);
+  RETURN_IF_ERROR(connection.send(FrameType::kRound, info));
+  // Until the target has it all: the round's time, and so the measured rate, is the slower
+  // side's (with compression, the link can outrun the target's decompression).
+  ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kRoundDone));
+  flotilla::v1::MigrationRound done;
+  RETURN_IF_ERROR(connection.readMessage(header, done));
+  if (done.round() != round) {
+    return absl::DataLossError(fmt::format("{} finished round {} where round {} was due",
+                                           connection.peer(), done.round(), round));
   }
   return absl::OkStatus();
 }
@@ -252,17 +279,22 @@ absl::Status MigrationSender::switchover(Connection& connection) {
     paused = paused_;
   }
   if (!paused) RETURN_IF_ERROR(pauseVm());
+  const absl::Duration paused_done = clock_.monotonicNow();
   // What the last round left dirty, and what the guest dirtied since.
   ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(pending_));
   (void)added;
+  const uint64_t last_pages = pending_.count();
   RETURN_IF_ERROR(sendPages(connection, pending_, false));
   pending_.clear();
+  const absl::Duration pages_done = clock_.monotonicNow();
   ASSIGN_OR_RETURN(std::string state, vm_.saveDeviceState());
   const iovec piece{state.data(), state.size()};
   RETURN_IF_ERROR(connection.send(FrameType::kDeviceState, std::span<const iovec>(&piece, 1)));
   RETURN_IF_ERROR(connection.sendEmpty(FrameType::kComplete));
+  const absl::Duration state_done = clock_.monotonicNow();
   ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kReady));
   RETURN_IF_ERROR(connection.verify());
+  const absl::Duration ready_at = clock_.monotonicNow();
   {
     // From here on the guest is the target's: a failure can no longer resume it here.
     absl::MutexLock lock(&mu_);
@@ -281,6 +313,13 @@ absl::Status MigrationSender::switchover(Connection& connection) {
   });
   log_.info("migrated to {}: {} rounds, {} bytes sent, paused {}", connection.peer(), stats().round,
             connection.bytesSent(), absl::FormatDuration(downtime));
+  log_.info(
+      "switchover: pausing {}, last {} pages {}, device state ({} bytes) {}, target loading {}, "
+      "go to resumed {}",
+      absl::FormatDuration(paused_done - paused_at_), last_pages,
+      absl::FormatDuration(pages_done - paused_done), state.size(),
+      absl::FormatDuration(state_done - pages_done), absl::FormatDuration(ready_at - state_done),
+      absl::FormatDuration(clock_.monotonicNow() - ready_at));
   return absl::OkStatus();
 }
 
@@ -317,6 +356,7 @@ absl::Status MigrationSender::sendPages(Connection& connection, const vmm::Dirty
         entries_.push_back(offset);
         ++batch_data_pages_;
         ++data;
+        processed_bytes_ += kPageBytes;
       }
       if (entries_.size() == kMaxPagesPerBatch) status = sendBatch(connection);
     }
@@ -337,17 +377,26 @@ absl::Status MigrationSender::sendBatch(Connection& connection) {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("the migration was cancelled");
   }
-  const uint32_t header[2] = {static_cast<uint32_t>(entries_.size()), 0};
+  const std::span<const uint8_t> data(buffer_.data(), batch_data_pages_ * kPageBytes);
+  const bool compressed = codec_ != nullptr && !data.empty() && codec_->compress(data, compressed_);
+  const uint32_t header[2] = {static_cast<uint32_t>(entries_.size()),
+                              compressed ? static_cast<uint32_t>(compressed_.size()) : 0};
   std::vector<iovec> pieces;
   pieces.push_back({const_cast<uint32_t*>(header), sizeof(header)});
   pieces.push_back({entries_.data(), entries_.size() * sizeof(uint64_t)});
-  pieces.push_back({buffer_.data(), batch_data_pages_ * kPageBytes});
-  const uint64_t bytes =
-      sizeof(header) + entries_.size() * sizeof(uint64_t) + batch_data_pages_ * kPageBytes;
-  absl::Status sent = connection.send(FrameType::kPages, pieces);
+  if (compressed) {
+    pieces.push_back({compressed_.data(), compressed_.size()});
+  } else {
+    pieces.push_back({const_cast<uint8_t*>(data.data()), data.size()});
+  }
+  const uint64_t bytes = sizeof(header) + entries_.size() * sizeof(uint64_t) +
+                         (compressed ? compressed_.size() : data.size());
+  absl::Status sent = connection.send(FrameType::kPages, pieces,
+                                      compressed ? frameFlagOf(codec_->compression()) : 0);
   entries_.clear();
   batch_data_pages_ = 0;
   RETURN_IF_ERROR(sent);
+  if (compressed) update([](MigrationStats& stats) { ++stats.compressed_batches; });
   pace(bytes);
   return absl::OkStatus();
 }

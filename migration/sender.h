@@ -44,6 +44,8 @@ struct SendOptions {
   // Cold migration: pause the guest first and send its memory once (no pre-copy rounds), for
   // VMs that cannot or need not move live; the pause lasts the whole transfer.
   bool cold = false;
+  // Compresses page data when the target accepts it (it goes uncompressed otherwise).
+  Compression compression = Compression::kNone;
 };
 
 enum class MigrationPhase {
@@ -61,12 +63,13 @@ const char* phaseName(MigrationPhase phase);
 struct MigrationStats {
   MigrationPhase phase = MigrationPhase::kIdle;
   uint32_t round = 0;
-  uint64_t bytes_sent = 0;       // on the wire
-  uint64_t pages_sent = 0;       // with data
-  uint64_t zero_pages = 0;       // sent as markers
-  uint64_t remaining_bytes = 0;  // dirty, to send next
-  double dirty_rate = 0;         // bytes per second dirtied during the last round
-  double bandwidth = 0;          // bytes per second measured over the last round
+  uint64_t bytes_sent = 0;          // on the wire
+  uint64_t compressed_batches = 0;  // batches whose data went compressed
+  uint64_t pages_sent = 0;          // with data
+  uint64_t zero_pages = 0;          // sent as markers
+  uint64_t remaining_bytes = 0;     // dirty, to send next
+  double dirty_rate = 0;            // bytes per second dirtied during the last round
+  double bandwidth = 0;             // bytes per second measured over the last round
   absl::Duration predicted_downtime;
   absl::Duration downtime;  // from the pause to kResumed (source's view)
   absl::Duration total_time;
@@ -89,6 +92,7 @@ class MigrationSender {
   absl::Status precopy(Connection& connection);
   absl::Status switchover(Connection& connection);
   absl::Status pauseVm();
+  absl::Status endRound(Connection& connection, uint32_t round, uint64_t pages);
   // Sends every page of `pages` (set bits); `skip_zero` leaves zero pages out.
   absl::Status sendPages(Connection& connection, const vmm::DirtyBitmap& pages, bool skip_zero);
   absl::Status sendRanges(Connection& connection, const std::vector<ByteRange>& ranges);
@@ -110,7 +114,13 @@ class MigrationSender {
   absl::Duration paused_at_;  // when the guest was paused (the downtime's start)
   // The batch being built.
   std::vector<uint64_t> entries_;
-  std::vector<uint8_t> buffer_;  // copies of the batch's data pages
+  std::vector<uint8_t> buffer_;   // copies of the batch's data pages
+  std::unique_ptr<Codec> codec_;  // when compressing
+  // Bytes of non-zero pages handled (copied, compressed, sent): what the convergence policy
+  // measures its rate on. Wire bytes would understate it when compressing; zero pages cost
+  // almost nothing and would overstate it.
+  uint64_t processed_bytes_ = 0;
+  std::vector<uint8_t> compressed_;
   uint64_t batch_data_pages_ = 0;
   // Pacing (bandwidth_limit).
   absl::Duration pace_start_;

@@ -57,6 +57,7 @@ int runVmmctl(int argc, const char* const* argv) {
   bool auto_converge = false;
   bool force = false;
   bool cold = false;
+  std::string compress;
   migrate_send->add_option("--downtime-ms", downtime_ms, "the longest pause allowed (default 300)")
       ->check(CLI::Range(1u, 3'600'000u));
   migrate_send->add_option("--bandwidth", bandwidth_mbps, "cap, in MB/s (default: none)")
@@ -66,6 +67,8 @@ int runVmmctl(int argc, const char* const* argv) {
       ->check(CLI::Range(1u, 100'000u));
   migrate_send->add_flag("--auto-converge", auto_converge,
                          "throttle the vCPUs while the guest dirties faster than the link");
+  migrate_send->add_option("--compress", compress, "compress page data: zstd or lz4")
+      ->check(CLI::IsMember({"zstd", "lz4"}));
   migrate_send->add_flag("--cold", cold,
                          "cold migration: pause the guest, send its memory once, run it there");
   migrate_send->add_flag("--force", force, "switch over even when the pause will exceed the limit");
@@ -130,6 +133,7 @@ int runVmmctl(int argc, const char* const* argv) {
     migrate.set_auto_converge(auto_converge);
     migrate.set_force_switchover(force);
     migrate.set_cold(cold);
+    migrate.set_compression(compress);
     migrate.set_bandwidth_limit_bytes(static_cast<uint64_t>(bandwidth_mbps * 1e6));
     flotilla::v1::MigrateSendResponse response;
     return report(stub->MigrateSend(&context, migrate, &response), socket);

@@ -9,7 +9,7 @@
 // Input: records of
 //   u8 type   u8 mode   u16 length (little-endian)   payload[length]
 // mode bit 0: a wrong checksum; bit 1: a wrong sequence number; bit 2: stop after the header
-// (a truncated stream).
+// (a truncated stream); bits 3-4: the frame's flags (page batch compression: 1 zstd, 2 lz4).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,6 +69,7 @@ std::string buildStream(const uint8_t* data, size_t size) {
     length = static_cast<uint16_t>(std::min<size_t>(length, size - at));
     FrameHeader header;
     header.type = type;
+    header.flags = static_cast<uint16_t>((mode >> 3) & 3);
     header.length = length;
     header.crc = crc32c(0, {data + at, length}) ^ ((mode & 1) != 0 ? 1u : 0u);
     header.sequence = sequence++ + ((mode & 2) != 0 ? 1 : 0);

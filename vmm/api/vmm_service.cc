@@ -267,6 +267,11 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
   options.auto_converge = request->auto_converge();
   options.force_switchover = request->force_switchover();
   options.cold = request->cold();
+  if (!request->compression().empty()) {
+    auto compression = migration::parseCompression(request->compression());
+    if (!compression.ok()) return toGrpcStatus(compression.status());
+    options.compression = *compression;
+  }
 
   std::shared_ptr<migration::MigrationSender> sender;
   {
@@ -327,6 +332,7 @@ grpc::Status VmmServiceImpl::MigrateStatus(grpc::ServerContext*,
   response->set_total_time_us(static_cast<uint64_t>(absl::ToInt64Microseconds(stats.total_time)));
   response->set_throttle_percent(static_cast<uint32_t>(stats.throttle_percent));
   response->set_error(stats.error);
+  response->set_compressed_batches(stats.compressed_batches);
   return grpc::Status::OK;
 }
 

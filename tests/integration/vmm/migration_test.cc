@@ -77,7 +77,8 @@ class MigrationTest : public ::testing::Test {
   }
 
   grpc::Status migrate(VmmProcess& source, uint16_t port, const std::string& token = kToken,
-                       uint64_t bandwidth_limit = 0, bool cold = false) {
+                       uint64_t bandwidth_limit = 0, bool cold = false,
+                       const std::string& compression = "") {
     auto api = source.api();
     if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
     flotilla::v1::MigrateSendRequest request;
@@ -86,6 +87,7 @@ class MigrationTest : public ::testing::Test {
     request.set_downtime_limit_ms(50);
     request.set_bandwidth_limit_bytes(bandwidth_limit);
     request.set_cold(cold);
+    request.set_compression(compression);
     flotilla::v1::MigrateSendResponse response;
     grpc::ClientContext context;
     return (*api)->MigrateSend(&context, request, &response);
@@ -192,6 +194,36 @@ TEST_F(MigrationTest, ColdMigrationMovesTheGuest) {
   EXPECT_THAT(source->log(), HasSubstr("0 rounds"));
   expectCountingOn(*target, before);
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST_F(MigrationTest, CompressedMigrationMovesTheGuest) {
+  for (const char* compression : {"zstd", "lz4"}) {
+    std::unique_ptr<VmmProcess> source = startSource();
+    ASSERT_NE(source, nullptr);
+    uint16_t port = 0;
+    std::unique_ptr<VmmProcess> target = startTarget(port);
+    ASSERT_NE(target, nullptr);
+    const uint64_t before = lastCounterPass(source->serial());
+    ASSERT_TRUE(migrate(*source, port, kToken, 0, false, compression).ok());
+    auto exit = source->wait(absl::Minutes(1));
+    ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
+    EXPECT_EQ(exit->code, 0) << compression << source->log();
+    expectCountingOn(*target, before);
+    ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+  }
+}
+
+TEST_F(MigrationTest, UnknownCompressionIsRefusedUpFront) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  grpc::Status sent = migrate(*source, port, kToken, 0, false, "gzip");
+  EXPECT_EQ(sent.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(sent.error_message(), HasSubstr("use none, zstd or lz4"));
+  expectRunsOn(*source);
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
 }
 
 TEST_F(MigrationTest, TargetKilledDuringTheTransferLeavesTheGuestAtTheSource) {

@@ -280,6 +280,59 @@ TEST_F(MigrationEngineTest, ColdMigrationPausesFirstAndSendsMemoryOnce) {
   EXPECT_EQ(outcome.stats.zero_pages, 0u);
 }
 
+class CompressedMigrationTest : public MigrationEngineTest,
+                                public ::testing::WithParamInterface<Compression> {};
+
+TEST_P(CompressedMigrationTest, TargetGetsTheSameMemoryInFewerBytes) {
+  while (source_.writes() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  SendOptions send = options();
+  send.compression = GetParam();
+  Outcome outcome = migrate(send);
+  ASSERT_TRUE(outcome.sent.ok()) << outcome.sent;
+  EXPECT_EQ(firstDifference(target_.memory_, source_.bytes()), "");
+  EXPECT_GT(outcome.stats.compressed_batches, 0u);
+  // The fake guest's pages are a byte or two each in a page of zeroes.
+  EXPECT_LT(outcome.stats.bytes_sent, outcome.stats.pages_sent * kPageBytes / 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, CompressedMigrationTest,
+                         ::testing::Values(Compression::kZstd, Compression::kLz4),
+                         [](const ::testing::TestParamInfo<Compression>& param) {
+                           return std::string(compressionName(param.param));
+                         });
+
+// A sender that compresses what the target never agreed to: the target refuses the batch.
+TEST(MigrationReceiverTest, RefusesCompressionThatWasNotNegotiated) {
+  auto [sender, receiver_side] = testing::connectionPair();
+  FakeTargetVm target;
+  MigrationReceiver receiver(target, {.token = "one-time"});
+  absl::Status received;
+  std::thread run([&] { received = receiver.run(*receiver_side); });
+  flotilla::v1::MigrationHello hello;
+  hello.set_version_major(kVersionMajor);
+  hello.set_token("one-time");  // no capabilities
+  ASSERT_TRUE(sender->send(FrameType::kHello, hello).ok());
+  ASSERT_TRUE(sender->expect(FrameType::kHelloReply).ok());
+  ASSERT_TRUE(sender->skipPayload().ok());
+  ASSERT_TRUE(sender->send(FrameType::kLayout, layoutOf(kBytes)).ok());
+  ASSERT_TRUE(sender->expect(FrameType::kLayoutAccepted).ok());
+  ASSERT_TRUE(sender->verify().ok());
+  Codec codec(Compression::kZstd);
+  std::vector<uint8_t> page(kPageBytes, 0x5a);
+  std::vector<uint8_t> packed;
+  ASSERT_TRUE(codec.compress(page, packed));
+  const uint32_t head[2] = {1, static_cast<uint32_t>(packed.size())};
+  const uint64_t entry = 0;
+  const iovec pieces[] = {{const_cast<uint32_t*>(head), sizeof(head)},
+                          {const_cast<uint64_t*>(&entry), sizeof(entry)},
+                          {packed.data(), packed.size()}};
+  ASSERT_TRUE(sender->send(FrameType::kPages, pieces, kFlagZstd).ok());
+  run.join();
+  EXPECT_EQ(received.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(received.message(), HasSubstr("did not negotiate"));
+  EXPECT_TRUE(target.discarded);
+}
+
 TEST_F(MigrationEngineTest, WrongTokenIsRefusedAndTheGuestRunsOn) {
   SendOptions send = options();
   send.token = "guessed";
