@@ -62,7 +62,29 @@ if grep -q error "$work/restored.serial"; then echo "demo: the restored guest re
 "$VMMCTL" --api-socket "$work/restored.sock" shutdown
 
 echo
-echo "== 3. Debian's Linux kernel (vmlinux, PVH entry) on 2 vCPUs and 384 MiB"
+echo "== 3. The same guest live-migrated to a second flotilla-vmm over loopback, while it counts"
+"$VMM" --name source --kernel "$GUEST" --memory 512M --cmdline "workload=counter counter_mib=128" \
+  --api-socket "$work/source.sock" --serial "file:$work/source.serial" 2>"$work/source.log" &
+source_pid=$!
+pids+=($source_pid)
+"$VMM" --name target --incoming tcp:127.0.0.1:7250 --migration-token demo-token --memory 512M \
+  --api-socket "$work/target.sock" --serial "file:$work/target.serial" 2>"$work/target.log" &
+pids+=($!)
+wait_for "$work/source.serial" "counter pass=2" 60
+wait_for "$work/target.log" "waiting for an incoming migration" 10
+"$VMMCTL" --api-socket "$work/source.sock" migrate-send tcp:127.0.0.1:7250 --token demo-token \
+  --downtime-ms 50
+wait "$source_pid" || { echo "demo: the source VMM did not exit cleanly" >&2; exit 1; }
+grep -h " I migration: " "$work/source.log" | sed "s/^.* I migration: /   source: /"
+wait_for "$work/target.serial" "counter pass=" 30
+sleep 1
+echo "   the guest at the target (no boot: it goes on counting, every page checked):"
+tail -n 2 "$work/target.serial" | sed 's/^/   guest: /'
+if grep -q error "$work/target.serial"; then echo "demo: the migrated guest reported an error" >&2; exit 1; fi
+"$VMMCTL" --api-socket "$work/target.sock" shutdown
+
+echo
+echo "== 4. Debian's Linux kernel (vmlinux, PVH entry) on 2 vCPUs and 384 MiB"
 echo "   (on this machine guest kernel code is emulated by PVM: ~30 s to the first lines)"
 cmdline="console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1 pci=off acpi=off nomodules"
 "$VMM" --name linux --kernel "$BUILD_DIR/fixtures/linux/vmlinux" --memory 384M --vcpus 2 \
