@@ -1,9 +1,14 @@
 // The benchmarks of Flotilla's VMM against QEMU: start time and memory overhead of an idle
-// guest, snapshot / restore of a 1 GiB guest with 256 MiB touched, and the virtio devices
-// (block I/O on a raw file and an iSCSI LUN, UDP echo through a tap). Each alternates runs
-// between the two VMMs, so that both share the machine's noise, and fails only when a
-// measurement itself failed (a VMM did not start, a restored guest did not continue).
+// guest, snapshot / restore of a 1 GiB guest with 256 MiB touched, the virtio devices (block
+// I/O on a raw file and an iSCSI LUN, UDP echo through a tap) and live migration of a 1 GiB
+// guest over loopback. Each alternates runs between the two VMMs, so that both share the
+// machine's noise, and fails only when a measurement itself failed (a VMM did not start, a
+// restored or migrated guest did not continue).
 #pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "bench/report.h"
@@ -19,6 +24,8 @@ struct BenchContext {
   int snapshot_iterations = 5;            // per VMM, for snapshot and restore
   int virtio_iterations = 3;              // per VMM and virtio row
   int virtio_seconds = 3;                 // each virtio run measures this long
+  int migration_iterations = 3;           // per VMM and migration scenario
+  bool quick = false;                     // a smoke run: fewer scenarios, shorter budgets
   bool verbose = false;                   // a line per run on standard error
 };
 
@@ -76,5 +83,50 @@ struct VirtioResults {
 // in a network namespace created here (UDP ping-pong from the namespace). Needs root (the
 // namespace), tgtd and QEMU's iSCSI driver (qemu-block-extra).
 absl::StatusOr<VirtioResults> runVirtioBenchmark(const BenchContext& context);
+
+// One load of the migration benchmark: a 1 GiB guest running the dirty workload.
+struct MigrationScenario {
+  std::string name;        // "idle", "200 MB/s"
+  uint32_t dirty_mib = 0;  // the region the guest rewrites
+  uint32_t rate_mbps = 0;  // how fast (10^6 bytes per second)
+  std::string cmdline;     // the guest's command line, the same in both VMMs
+
+  Row total{"total time (command to completion)", "ms", {}, {}};
+  Row bytes{"bytes sent", "MiB", {}, {}};
+  Row rounds{"rounds (see notes)", "", {}, {}};
+  Row guest_downtime{"downtime the guest saw (max_pause_us)", "ms", {}, {}};
+  // Runs that ended because pre-copy did not converge within the budget: not in the rows.
+  int flotilla_runs = 0;
+  int qemu_runs = 0;
+  int flotilla_not_converged = 0;
+  int qemu_not_converged = 0;
+  // Converged runs whose guest-observed downtime is no more than the guest had already seen
+  // before the migration: the migration's own pause was at most that (host noise dominates).
+  int flotilla_gap_before = 0;
+  int qemu_gap_before = 0;
+  // The VMMs' own figures, measured differently (docs/benchmarks.md): for the notes.
+  Samples flotilla_reported_downtime_ms;  // MigrateStatus.downtime_us: pause to "resumed"
+  Samples qemu_reported_downtime_ms;      // query-migrate "downtime"
+  Samples flotilla_reported_total_ms;     // MigrateStatus.total_time_us, when read
+  Samples qemu_reported_total_ms;         // query-migrate "total-time"
+  // The source guest's max_pause_us right before the migration: what it saw without one.
+  Samples flotilla_baseline_pause_ms;
+  Samples qemu_baseline_pause_ms;
+
+  std::vector<const Row*> rows() const { return {&total, &bytes, &rounds, &guest_downtime}; }
+};
+
+struct MigrationResults {
+  uint32_t downtime_limit_ms = 0;  // given to both VMMs
+  int precopy_budget_s = 0;        // pre-copy time after which a run counts as not converging
+  std::vector<MigrationScenario> scenarios;
+  // Throughput of the first copy of the 256 MiB the dirty scenarios hold (higher is better).
+  Row first_copy{"first copy of guest memory (dirty scenarios)", "GB/s", {}, {}};
+};
+
+// Live migration of a 1 GiB guest from one VMM process to another of the same kind over
+// loopback, at several loads of the guest's dirty workload (all four scenarios, or with
+// `quick` the idle one and 200 MB/s), `migration_iterations` runs per VMM and scenario.
+absl::StatusOr<MigrationResults> runMigrationBenchmark(const BenchContext& context);
 
 }  // namespace flotilla::bench

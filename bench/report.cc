@@ -30,7 +30,9 @@ double Samples::p90() const {
 std::string formatFigure(double value, const std::string& unit) {
   const double magnitude = std::fabs(value);
   std::string number;
-  if (magnitude >= 100) {
+  if (unit.empty() && value == std::floor(value)) {
+    number = fmt::format("{:.0f}", value);  // a count: "3", not "3.00"
+  } else if (magnitude >= 100) {
     number = fmt::format("{:.0f}", value);
   } else if (magnitude >= 10) {
     number = fmt::format("{:.1f}", value);

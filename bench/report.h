@@ -24,7 +24,7 @@ class Samples {
 
 struct Row {
   std::string label;
-  std::string unit;  // "ms", "MiB": printed after each figure
+  std::string unit;  // "ms", "MiB": printed after each figure; "" for a count
   Samples flotilla;
   Samples qemu;  // empty: QEMU has no such figure ("-", no ratio)
 };
@@ -38,7 +38,8 @@ struct Section {
 // The rows of every section as a fixed-width table, with a heading line of column names.
 std::string formatTable(const std::vector<Section>& sections);
 
-// "12.3 ms", "8.04 MiB": three significant figures at most, at least one decimal below 100.
+// "12.3 ms", "8.04 MiB": three significant figures at most, at least one decimal below 100;
+// a whole number without a unit (a count) without decimals.
 std::string formatFigure(double value, const std::string& unit);
 
 // Flotilla's median over QEMU's ("0.08x"), "-" without both.

@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "bench/benchmarks.h"
+#include "bench/flotilla_api.h"
 #include "bench/qmp.h"
 #include "common/clock.h"
 #include "common/rpc/channel.h"
@@ -87,21 +88,6 @@ absl::Status checkContinues(LaunchedVmm& vmm, uint64_t last_pass) {
   return absl::OkStatus();
 }
 
-// A stub on the API socket of a VMM that runs, once the socket accepts connections.
-absl::StatusOr<std::unique_ptr<flotilla::v1::VmmService::Stub>> connectApi(
-    const std::string& socket, LaunchedVmm& vmm) {
-  auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
-  const absl::Duration deadline = systemClock().monotonicNow() + absl::Seconds(30);
-  while (!waitConnected(*channel, absl::Seconds(1))) {
-    if (vmm.exited() || systemClock().monotonicNow() >= deadline) {
-      return vmm.explain(
-          absl::UnavailableError(fmt::format("API socket {} did not answer", socket)));
-    }
-    systemClock().sleepFor(absl::Milliseconds(10));
-  }
-  return flotilla::v1::VmmService::NewStub(channel);
-}
-
 // Polls Health every millisecond until it replies SERVING; returns when that reply arrived.
 // Between polls the VMM's log is read, so that its lines carry the time they appeared.
 absl::StatusOr<absl::Duration> waitServing(const std::string& socket, LaunchedVmm& vmm) {
@@ -168,7 +154,7 @@ absl::Status flotillaIteration(const BenchContext& context, int iteration,
         LaunchedVmm::spawn("Flotilla (snapshot source)",
                            flotillaBootCommand(context.programs, counterGuest(), source_socket)));
     ASSIGN_OR_RETURN(last_pass, waitCounting(*source));
-    ASSIGN_OR_RETURN(auto api, connectApi(source_socket, *source));
+    ASSIGN_OR_RETURN(auto api, connectFlotillaApi(source_socket, *source));
     flotilla::v1::SnapshotRequest request;
     request.set_directory(snapshot_dir);
     flotilla::v1::SnapshotResponse response;

@@ -1,6 +1,6 @@
 // vmm_bench: Flotilla's VMM against QEMU (the reference VMM), same guest file, same run, runs
 // alternating between them: start time, memory overhead, snapshot and restore, virtio block
-// and network throughput. Prints the
+// and network throughput, live migration. Prints the
 // machine, a table (median, p90, ratio Flotilla/QEMU) and whether each target was met. Exits
 // 0 when every measurement worked, whether targets were met or not (a benchmark reports);
 // 1 when a measurement failed; 2 on bad usage. See docs/benchmarks.md.
@@ -29,6 +29,10 @@ constexpr double kStartTargetMs = 20;
 constexpr double kStartTargetRatio = 0.2;
 constexpr double kOverheadTargetMib = 8;
 constexpr double kRestoreTargetMs = 100;
+constexpr double kMigrationIdleDowntimeMs = 5;
+constexpr double kMigrationDowntimeMs = 20;  // at kMigrationDowntimeRateMbps
+constexpr uint32_t kMigrationDowntimeRateMbps = 200;
+constexpr double kMigrationFirstCopyGBps = 2;
 
 // The load averages over 1, 5 and 15 minutes.
 std::string loadAverage() {
@@ -88,8 +92,100 @@ std::string verdict(bool met) {
   return met ? "[met]   " : "[missed]";
 }
 
+// The migration targets: guest-observed downtime when idle and at 200 MB/s, total time and
+// downtime at most QEMU's at every load, the first copy at 2 GB/s or more.
+std::string migrationSummary(const MigrationResults& migration) {
+  std::string text;
+  auto downtimeTarget = [&](const MigrationScenario& scenario, double limit_ms) {
+    const Samples& flotilla = scenario.guest_downtime.flotilla;
+    const Samples& qemu = scenario.guest_downtime.qemu;
+    text +=
+        fmt::format("  {} guest-observed downtime <= {:.0f} ms {}: {} (QEMU {})\n",
+                    verdict(!flotilla.empty() && flotilla.median() <= limit_ms), limit_ms,
+                    scenario.rate_mbps <= 1 ? "idle" : "at " + scenario.name,
+                    flotilla.empty() ? "no run converged" : formatFigure(flotilla.median(), "ms"),
+                    qemu.empty() ? "no run converged" : formatFigure(qemu.median(), "ms"));
+  };
+  for (const MigrationScenario& scenario : migration.scenarios) {
+    if (scenario.rate_mbps <= 1) downtimeTarget(scenario, kMigrationIdleDowntimeMs);
+  }
+  for (const MigrationScenario& scenario : migration.scenarios) {
+    if (scenario.rate_mbps == kMigrationDowntimeRateMbps) {
+      downtimeTarget(scenario, kMigrationDowntimeMs);
+    }
+  }
+  // Per load: behind when Flotilla failed to converge more often than QEMU, or when a median
+  // of total time or guest-observed downtime is above QEMU's.
+  std::vector<std::string> behind;
+  std::vector<std::string> unjudged;
+  for (const MigrationScenario& scenario : migration.scenarios) {
+    if (scenario.flotilla_not_converged > scenario.qemu_not_converged) {
+      behind.push_back(fmt::format("{}: did not converge in {} of {} runs (QEMU {} of {})",
+                                   scenario.name, scenario.flotilla_not_converged,
+                                   scenario.flotilla_runs, scenario.qemu_not_converged,
+                                   scenario.qemu_runs));
+      continue;
+    }
+    if (scenario.total.flotilla.empty() || scenario.total.qemu.empty()) {
+      if (scenario.total.flotilla.empty()) {
+        unjudged.push_back(fmt::format("{} (neither converged)", scenario.name));
+      }
+      continue;  // QEMU never converged, Flotilla did: ahead
+    }
+    for (const Row* row : {&scenario.total, &scenario.guest_downtime}) {
+      if (row->flotilla.median() > row->qemu.median()) {
+        behind.push_back(fmt::format("{} {} {}", scenario.name, row->label, formatRatio(*row)));
+      }
+    }
+  }
+  text += fmt::format("  {} total time and guest-observed downtime <= QEMU at every load{}{}{}{}\n",
+                      verdict(behind.empty()), behind.empty() ? "" : ": behind on ",
+                      fmt::join(behind, "; "),
+                      unjudged.empty() ? "" : "; not judged: ", fmt::join(unjudged, ", "));
+  const Row& copy = migration.first_copy;
+  text += fmt::format(
+      "  {} first copy >= {:.0f} GB/s over loopback: {} (QEMU {})\n",
+      verdict(!copy.flotilla.empty() && copy.flotilla.median() >= kMigrationFirstCopyGBps),
+      kMigrationFirstCopyGBps,
+      copy.flotilla.empty() ? "not measured" : formatFigure(copy.flotilla.median(), "GB/s"),
+      copy.qemu.empty() ? "not measured" : formatFigure(copy.qemu.median(), "GB/s"));
+  return text;
+}
+
+// The notes under a migration scenario's rows.
+std::vector<std::string> migrationNotes(const MigrationScenario& scenario) {
+  std::vector<std::string> notes;
+  if (scenario.flotilla_not_converged > 0 || scenario.qemu_not_converged > 0) {
+    notes.push_back(fmt::format(
+        "no convergence within the pre-copy budget (left out of the rows): Flotilla {} of {} "
+        "runs, QEMU {} of {}",
+        scenario.flotilla_not_converged, scenario.flotilla_runs, scenario.qemu_not_converged,
+        scenario.qemu_runs));
+  }
+  if (scenario.flotilla_gap_before > 0 || scenario.qemu_gap_before > 0) {
+    notes.push_back(fmt::format(
+        "runs whose largest guest gap came before the migration (the migration's pause was at "
+        "most that): Flotilla {} of {}, QEMU {} of {}",
+        scenario.flotilla_gap_before, scenario.guest_downtime.flotilla.size(),
+        scenario.qemu_gap_before, scenario.guest_downtime.qemu.size()));
+  }
+  auto median = [](const Samples& samples) {
+    return samples.empty() ? std::string("-") : formatFigure(samples.median(), "ms");
+  };
+  notes.push_back(fmt::format(
+      "pause the VMMs report (not comparable): Flotilla {} (pause to the target's 'resumed'), "
+      "QEMU {} ('downtime')",
+      median(scenario.flotilla_reported_downtime_ms), median(scenario.qemu_reported_downtime_ms)));
+  notes.push_back(fmt::format(
+      "total time the VMMs report: Flotilla {} (when read before it exited), QEMU {} "
+      "('total-time'); the guest's max_pause_us before the migration: Flotilla {}, QEMU {}",
+      median(scenario.flotilla_reported_total_ms), median(scenario.qemu_reported_total_ms),
+      median(scenario.flotilla_baseline_pause_ms), median(scenario.qemu_baseline_pause_ms)));
+  return notes;
+}
+
 std::string summary(const StartResults* start, const SnapshotResults* snapshot,
-                    const VirtioResults* virtio) {
+                    const VirtioResults* virtio, const MigrationResults* migration) {
   std::string text = "targets:\n";
   if (start != nullptr) {
     const Row& row = start->start_with_socket;
@@ -128,6 +224,7 @@ std::string summary(const StartResults* start, const SnapshotResults* snapshot,
         fmt::format("  {} virtio throughput >= QEMU on every row{}{}\n", verdict(behind.empty()),
                     behind.empty() ? "" : ": behind on ", fmt::join(behind, "; "));
   }
+  if (migration != nullptr) text += migrationSummary(*migration);
   return text;
 }
 
@@ -150,15 +247,20 @@ int run(int argc, char** argv) {
   app.add_option("--snapshot-iterations", snapshot_iterations,
                  "runs per VMM for snapshot/restore (default max(3, iterations/3))")
       ->check(CLI::Range(1, 1000));
-  app.add_flag("--quick", quick, "2 runs of everything (a smoke test; figures are rough)");
+  app.add_flag("--quick", quick,
+               "2 runs of everything, 1 of each migration (idle and 200 MB/s only): a smoke test");
   app.add_option("--virtio-iterations", context.virtio_iterations,
                  "runs per VMM for each virtio row (default 3)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--virtio-seconds", context.virtio_seconds,
                  "seconds each virtio run measures (default 3)")
       ->check(CLI::Range(1, 600));
-  app.add_option("--only", only, "run one benchmark: start (start and memory), snapshot or virtio")
-      ->check(CLI::IsMember({"start", "snapshot", "virtio"}));
+  app.add_option("--migration-iterations", context.migration_iterations,
+                 "runs per VMM for each migration scenario (default 3)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--only", only,
+                 "run one benchmark: start (start and memory), snapshot, virtio or migration")
+      ->check(CLI::IsMember({"start", "snapshot", "virtio", "migration"}));
   app.add_option("--flotilla-vmm", context.programs.flotilla_vmm, "the flotilla-vmm to measure");
   app.add_option("--guest", context.programs.guest_elf, "the guest kernel both VMMs boot");
   app.add_flag("--verbose", context.verbose, "a line per run on standard error");
@@ -171,6 +273,8 @@ int run(int argc, char** argv) {
     context.iterations = 2;
     context.virtio_iterations = 1;
     context.virtio_seconds = 1;
+    context.migration_iterations = 1;
+    context.quick = true;
   }
   context.snapshot_iterations = snapshot_iterations > 0   ? snapshot_iterations
                                 : context.iterations <= 3 ? context.iterations
@@ -197,18 +301,21 @@ int run(int argc, char** argv) {
              machineFacts(context.programs, *version));
   fmt::print(
       "runs:     {} per VMM for start and memory (after 1 warm-up each), {} per VMM for "
-      "snapshot/restore, {} of {} s per VMM for each virtio row\n\n",
+      "snapshot/restore, {} of {} s per VMM for each virtio row, {} per VMM for each migration "
+      "scenario\n\n",
       context.iterations, context.snapshot_iterations, context.virtio_iterations,
-      context.virtio_seconds);
+      context.virtio_seconds, context.migration_iterations);
   (void)std::fflush(stdout);  // the header before the progress lines on standard error
 
   std::vector<Section> sections;
   StartResults start;
   SnapshotResults snapshot;
   VirtioResults virtio;
+  MigrationResults migration;
   const bool run_start = only.empty() || only == "start";
   const bool run_snapshot = only.empty() || only == "snapshot";
   const bool run_virtio = only.empty() || only == "virtio";
+  const bool run_migration = only.empty() || only == "migration";
   if (run_start) {
     fmt::print(stderr, "vmm_bench: start and memory, {} x 4 VMM starts...\n", context.iterations);
     auto results = runStartBenchmark(context);
@@ -266,12 +373,47 @@ int run(int argc, char** argv) {
           "virtio-net-device; Flotilla: --net tap=T",
           fmt::format("guest: {} (as Linux drives virtio)", kVirtioGuestOptions)}});
   }
+  if (run_migration) {
+    fmt::print(stderr, "vmm_bench: live migration, {} runs per VMM and scenario...\n",
+               context.migration_iterations);
+    auto results = runMigrationBenchmark(context);
+    if (!results.ok()) return fail(annotate(results.status(), "migration benchmark"));
+    migration = std::move(*results);
+    for (const MigrationScenario& scenario : migration.scenarios) {
+      sections.push_back(
+          {fmt::format("live migration, {}: 1 GiB guest, {}", scenario.name, scenario.cmdline),
+           scenario.rows(), migrationNotes(scenario)});
+    }
+    sections.push_back(
+        {"live migration: first copy throughput (higher is better: above 1, Flotilla is faster)",
+         {&migration.first_copy},
+         {fmt::format("both VMMs over loopback: downtime limit {} ms, no bandwidth limit (QEMU "
+                      "max-bandwidth 1 TiB/s), no auto-converge; a run still in pre-copy after "
+                      "{} s is cancelled and counted as not converged",
+                      migration.downtime_limit_ms, migration.precopy_budget_s),
+          "total time: migrate command to the first poll (every 5 ms) that saw it complete; "
+          "Flotilla: MigrateSend to phase 'completed' (target resumed the guest) or the "
+          "source's 'migrated to' log line; QEMU: 'migrate' to query-migrate 'completed' (the "
+          "source sent everything)",
+          "bytes: Flotilla every frame sent; QEMU ram 'transferred'. rounds: Flotilla "
+          "MigrateStatus.round (dirty-log rounds after the first copy); QEMU ram "
+          "'dirty-sync-count' (bitmap syncs, its setup and final syncs included)",
+          "downtime the guest saw: max_pause_us of the migrated guest's first report, the "
+          "longest gap between its TSC readings in its whole run (host noise and pre-copy "
+          "stalls included); Flotilla's target restores the TSC saved with the device state, "
+          "so its transit and load do not show (docs/benchmarks.md)",
+          "first copy: Flotilla MigrateStatus.bandwidth_bytes after round 0 (it sends only "
+          "populated pages); QEMU growth of ram 'transferred' between its first-pass polls "
+          "that saw 32 to 224 MiB sent (the dirty region; its zero pages left out)",
+          "QEMU's guest RAM is anonymous (memory-backend-ram) here, not a memfd: its first "
+          "pass reads every page, which allocates a memfd's holes (docs/benchmarks.md)"}});
+  }
   fmt::print(
       "median and p90 of the runs per VMM; Flotilla/QEMU is the ratio of the medians (below 1:\n"
       "Flotilla is faster or smaller, except where a section says higher is better)\n\n{}\n{}",
       formatTable(sections),
       summary(run_start ? &start : nullptr, run_snapshot ? &snapshot : nullptr,
-              run_virtio ? &virtio : nullptr));
+              run_virtio ? &virtio : nullptr, run_migration ? &migration : nullptr));
   fmt::print("load:     {} (load average at the end)\n", loadAverage());
   // Under contention the ratios are not trustworthy either: the VMM that takes longer to
   // start collects more of the other work's delays.

@@ -40,8 +40,10 @@ std::vector<std::string> qemuCommand(const Programs& programs, const GuestSpec& 
   std::vector<std::string> argv = {
       programs.qemu, "-M",
       devices ? "microvm,acpi=off,memory-backend=mem" : "microvm,memory-backend=mem", "-object",
-      fmt::format("memory-backend-memfd,id=mem,size={}", guest.memory), "-nodefaults",
-      "-no-user-config", "-nographic",
+      fmt::format("{},id=mem,size={}",
+                  guest.qemu_anonymous_memory ? "memory-backend-ram" : "memory-backend-memfd",
+                  guest.memory),
+      "-nodefaults", "-no-user-config", "-nographic",
       // Under PVM, QEMU aborts setting IA32_ARCH_CAPABILITIES with plain `-cpu host`.
       "-cpu", "host,-arch-capabilities", "-accel", "kvm", "-m", guest.memory, "-serial", "stdio",
       "-kernel", programs.guest_elf, "-append", guest.cmdline};

@@ -31,6 +31,11 @@ struct GuestSpec {
   // virtio_mmio.device= words to the command line (Flotilla's VMM always does).
   std::vector<std::string> flotilla_devices{};
   std::vector<std::string> qemu_devices{};
+  // QEMU's guest RAM as private anonymous memory (memory-backend-ram, its default kind)
+  // instead of a memfd. For live migration: QEMU reads every page of guest RAM in its first
+  // pass, and reading a memfd's hole allocates the page, where anonymous memory maps the zero
+  // page (docs/benchmarks.md, "Live migration").
+  bool qemu_anonymous_memory = false;
 };
 
 // flotilla-vmm booting the guest, serial console on standard output; with the API socket
@@ -41,9 +46,10 @@ std::vector<std::string> flotillaBootCommand(const Programs& programs, const Gue
 std::vector<std::string> flotillaRestoreCommand(const Programs& programs,
                                                 const std::string& snapshot_dir,
                                                 const std::string& api_socket);
-// QEMU's microvm with guest RAM in a memfd (as Flotilla keeps it), serial console on standard
-// output; QMP on `qmp_socket` when it is not empty; waiting for an incoming migration from
-// `incoming` (e.g. "exec:cat FILE") when that is not empty.
+// QEMU's microvm with guest RAM in a memfd (as Flotilla keeps it; see GuestSpec for the
+// exception), serial console on standard output; QMP on `qmp_socket` when it is not empty;
+// waiting for an incoming migration from `incoming` (e.g. "exec:cat FILE") when that is not
+// empty.
 std::vector<std::string> qemuCommand(const Programs& programs, const GuestSpec& guest,
                                      const std::string& qmp_socket, const std::string& incoming);
 
