@@ -18,6 +18,10 @@ inline constexpr absl::Duration kSwitchoverFixedCost = absl::Milliseconds(2);
 inline constexpr double kAssumedBandwidth = 1e9;
 // A round that sent less than this does not measure the bandwidth.
 inline constexpr uint64_t kMinMeasuredBytes = 256 * 1024;
+// When the pause already fits but the rounds still shrink by half or more, up to this many
+// more rounds make it shorter, while more than this many bytes are dirty.
+inline constexpr int kMaxExtraRounds = 2;
+inline constexpr uint64_t kWorthAnotherRound = 1 << 20;
 // Auto-converge: the first throttle, each step, the most.
 inline constexpr int kThrottleInitial = 20;
 inline constexpr int kThrottleStep = 10;
@@ -63,6 +67,7 @@ class ConvergenceTracker {
   double dirty_rate_ = 0;
   int throttle_ = 0;
   int rounds_dirtying_fast_ = 0;
+  int extra_rounds_ = 0;
 };
 
 // The pause a switchover with `dirty_bytes` left would take at `bandwidth` bytes per second.

@@ -28,13 +28,40 @@ TEST(PredictDowntimeTest, IsTheDirtyBytesAtTheBandwidthPlusTheFixedCost) {
 
 TEST(ConvergenceTrackerTest, SwitchesOverWhenThePredictedPauseFits) {
   ConvergenceTracker tracker(false);
-  // 1 GiB/s measured; 10 MiB dirty: ~10 ms.
+  // 1 GiB/s measured; 1 MiB dirty: ~1 ms.
   auto decision = tracker.afterRound(
-      {.sent_bytes = 1024 * kMiB, .dirty_bytes = 10 * kMiB, .duration = absl::Seconds(1)},
+      {.sent_bytes = 1024 * kMiB, .dirty_bytes = 1 * kMiB, .duration = absl::Seconds(1)},
       limits(1));
   EXPECT_EQ(decision.action, ConvergenceAction::kSwitchover);
   EXPECT_DOUBLE_EQ(tracker.bandwidth(), 1024.0 * kMiB);
   EXPECT_LT(decision.predicted_downtime, absl::Milliseconds(100));
+}
+
+TEST(ConvergenceTrackerTest, WhileRoundsStillHalveAFewMoreShortenThePause) {
+  ConvergenceTracker tracker(false);
+  ConvergenceLimits many = limits(1);
+  many.max_rounds = 100;
+  // 10 MiB left of 1 GiB sent: it fits (~10 ms), but another round would leave far less.
+  const RoundFigures halving{
+      .sent_bytes = 1024 * kMiB, .dirty_bytes = 10 * kMiB, .duration = absl::Seconds(1)};
+  for (int extra = 0; extra < kMaxExtraRounds; ++extra) {
+    EXPECT_EQ(tracker.afterRound(halving, many).action, ConvergenceAction::kAnotherRound);
+  }
+  EXPECT_EQ(tracker.afterRound(halving, many).action, ConvergenceAction::kSwitchover);
+}
+
+TEST(ConvergenceTrackerTest, NoExtraRoundWhenTheRoundsStopShrinking) {
+  ConvergenceTracker tracker(false);
+  // A round that left 6 of 100 MiB: the pause fits, but the rounds still shrink fast.
+  auto decision = tracker.afterRound(
+      {.sent_bytes = 100 * kMiB, .dirty_bytes = 6 * kMiB, .duration = absl::Milliseconds(100)},
+      limits(1));
+  EXPECT_EQ(decision.action, ConvergenceAction::kAnotherRound);
+  // Then 4 of 6 MiB: the guest dirties as fast as the link carries; waiting would not help.
+  auto stalled = tracker.afterRound(
+      {.sent_bytes = 6 * kMiB, .dirty_bytes = 4 * kMiB, .duration = absl::Milliseconds(6)},
+      limits(2));
+  EXPECT_EQ(stalled.action, ConvergenceAction::kSwitchover);
 }
 
 TEST(ConvergenceTrackerTest, GoesOnWhileThePauseWouldBeTooLong) {
