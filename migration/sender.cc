@@ -343,12 +343,18 @@ absl::Status MigrationSender::sendPages(Connection& connection, const vmm::Dirty
   pages.forEachRun([&](uint64_t first, uint64_t count) {
     for (uint64_t page = first; page < first + count && status.ok(); ++page) {
       const uint64_t offset = page * kPageBytes;
-      // The guest may be writing this page right now: copy it first, so that the checksum,
-      // the zero test and what goes on the wire all see the same bytes. A page that changes
-      // after the copy is dirty again and goes in the next round.
+      // The guest may be writing this page right now: a page with data is copied first, so
+      // that the checksum, the zero test and what goes on the wire all see the same bytes. A
+      // page that changes after it was read is dirty again and goes in the next round. Most
+      // pages of a first pass are zeroes: those are only read, never copied.
+      const uint8_t* guest_page = memory_.data() + offset;
       uint8_t* copy = buffer_.data() + batch_data_pages_ * kPageBytes;
-      std::memcpy(copy, memory_.data() + offset, kPageBytes);
-      if (isZeroPage(copy)) {
+      bool is_zero = isZeroPage(guest_page);
+      if (!is_zero) {
+        std::memcpy(copy, guest_page, kPageBytes);
+        is_zero = isZeroPage(copy);
+      }
+      if (is_zero) {
         if (skip_zero) continue;
         entries_.push_back(offset | kZeroPageFlag);
         ++zero;
