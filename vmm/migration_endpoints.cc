@@ -14,6 +14,7 @@ flotilla::v1::MigrationMemoryLayout VmMigrationSource::layout() const {
   layout.set_page_size(static_cast<uint32_t>(kPageSize));
   layout.set_vcpus(vm_.config().vcpus);
   layout.set_cpu_model(vm_.config().cpu_model);
+  layout.set_vm_config(vm_.configState().SerializeAsString());
   return layout;
 }
 
@@ -82,6 +83,11 @@ absl::Status VmMigrationTarget::prepare(const flotilla::v1::MigrationMemoryLayou
         "cannot change CPU features under its feet",
         layout.cpu_model(), config_.cpu_model));
   }
+  flotilla::v1::VmConfigState saved;
+  if (!saved.ParseFromString(layout.vm_config()) || saved.vcpus() != layout.vcpus() ||
+      saved.memory_bytes() != layout.ram_bytes()) {
+    return absl::DataLossError("the VM configuration in the memory layout does not add up");
+  }
   ASSIGN_OR_RETURN(GuestMemory memory,
                    GuestMemory::create(layout.ram_bytes(), {.hugepages = config_.hugepages}));
   if (memory.backing().size() != layout.memory_bytes()) {
@@ -89,25 +95,25 @@ absl::Status VmMigrationTarget::prepare(const flotilla::v1::MigrationMemoryLayou
         fmt::format("the VM's memory file has {} bytes, this VMM lays out {} for the same RAM",
                     layout.memory_bytes(), memory.backing().size()));
   }
-  memory_.emplace(std::move(memory));
+  // The VM is built now, while memory arrives, not in the switchover's pause: only its state
+  // is loaded then. Its devices open now too, so that a disk or tap this host cannot open
+  // fails the migration before any memory moved.
+  ASSIGN_OR_RETURN(vm_, Vm::prepareRestore(config_, std::move(memory), saved));
   return absl::OkStatus();
 }
 
 std::span<uint8_t> VmMigrationTarget::memory() {
-  if (!memory_.has_value()) return {};
-  return memory_->backing();
+  if (vm_ == nullptr) return {};
+  return vm_->memory().backing();
 }
 
 absl::Status VmMigrationTarget::load(const std::string& state) {
-  if (!memory_.has_value()) return absl::FailedPreconditionError("no memory was prepared");
+  if (vm_ == nullptr) return absl::FailedPreconditionError("no VM was prepared");
   flotilla::v1::VmSnapshot snapshot;
   if (!snapshot.ParseFromString(state)) {
     return absl::DataLossError("the VM state from the source does not parse");
   }
-  GuestMemory memory = std::move(*memory_);
-  memory_.reset();
-  ASSIGN_OR_RETURN(vm_, Vm::restore(config_, std::move(memory), snapshot));
-  return absl::OkStatus();
+  return vm_->loadState(snapshot);
 }
 
 absl::Status VmMigrationTarget::resume() {
@@ -129,7 +135,6 @@ absl::Status VmMigrationTarget::resume() {
 void VmMigrationTarget::discard() {
   if (vm_ != nullptr && running_) return;  // never throw away a running guest
   vm_.reset();
-  memory_.reset();
 }
 
 std::unique_ptr<Vm> VmMigrationTarget::takeVm() {

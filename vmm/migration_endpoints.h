@@ -4,7 +4,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -48,8 +47,7 @@ class VmMigrationTarget final : public migration::TargetVm {
 
  private:
   const VmConfig config_;
-  std::optional<GuestMemory> memory_;
-  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<Vm> vm_;  // built by prepare(), its state loaded by load()
   bool running_ = false;
 };
 

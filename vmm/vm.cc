@@ -249,26 +249,32 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMemory memory,
                                                 const flotilla::v1::VmSnapshot& snapshot) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm,
+                   prepareRestore(config, std::move(memory), snapshot.config()));
+  RETURN_IF_ERROR(vm->loadState(snapshot));
+  return vm;
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> Vm::prepareRestore(const VmConfig& config, GuestMemory memory,
+                                                       const flotilla::v1::VmConfigState& saved) {
   VmConfig restored = config;
-  restored.vcpus = snapshot.config().vcpus();
-  restored.memory_bytes = snapshot.config().memory_bytes();
-  restored.cpu_model = snapshot.config().cpu_model();
-  restored.hugepages = snapshot.config().hugepages();
-  if (restored.name == "vm" && !snapshot.config().name().empty()) {
-    restored.name = snapshot.config().name();
-  }
+  restored.vcpus = saved.vcpus();
+  restored.memory_bytes = saved.memory_bytes();
+  restored.cpu_model = saved.cpu_model();
+  restored.hugepages = saved.hugepages();
+  if (restored.name == "vm" && !saved.name().empty()) restored.name = saved.name();
   auto bad = [](std::string message) {
     return withExitCode(absl::DataLossError(std::move(message)), kExitBadSnapshot);
   };
   // Devices: as given to this VMM (another host may name its disks and taps differently),
   // else as the snapshot recorded them.
   if (config.disks.empty() && config.nics.empty() && !config.rng && !config.balloon) {
-    for (const std::string& option : snapshot.config().disks()) {
+    for (const std::string& option : saved.disks()) {
       auto disk = parseDiskOption(option);
       if (!disk.ok()) return bad(fmt::format("the snapshot's disk: {}", disk.status().message()));
       restored.disks.push_back(*disk);
     }
-    for (const std::string& option : snapshot.config().nics()) {
+    for (const std::string& option : saved.nics()) {
       auto nic = parseNetOption(option);
       if (!nic.ok()) return bad(fmt::format("the snapshot's NIC: {}", nic.status().message()));
       if (nic->tap.empty()) {
@@ -281,16 +287,12 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMem
       }
       restored.nics.push_back(*nic);
     }
-    restored.rng = snapshot.config().rng();
-    restored.balloon = snapshot.config().balloon();
+    restored.rng = saved.rng();
+    restored.balloon = saved.balloon();
   }
   absl::Status valid = validateVmConfig(restored);
   if (!valid.ok())
     return bad(fmt::format("the snapshot's configuration is invalid: {}", valid.message()));
-  if (static_cast<uint32_t>(snapshot.vcpus_size()) != restored.vcpus) {
-    return bad(fmt::format("the snapshot has {} vCPU states for {} vCPUs", snapshot.vcpus_size(),
-                           restored.vcpus));
-  }
   if (memory.ramBytes() != restored.memory_bytes) {
     return bad(fmt::format("the snapshot's memory is {} bytes, its VM has {}", memory.ramBytes(),
                            restored.memory_bytes));
@@ -300,13 +302,22 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, GuestMem
     raw->endVm({VmEnd::Reason::kError, kExitBadSnapshot,
                 fmt::format("guest memory could not be loaded: {}", failure.message())});
   });
-  absl::Status status = vm->restoreState(snapshot);
+  return vm;
+}
+
+absl::Status Vm::loadState(const flotilla::v1::VmSnapshot& snapshot) {
+  if (static_cast<uint32_t>(snapshot.vcpus_size()) != config_.vcpus) {
+    return withExitCode(
+        absl::DataLossError(fmt::format("the snapshot has {} vCPU states for {} vCPUs",
+                                        snapshot.vcpus_size(), config_.vcpus)),
+        kExitBadSnapshot);
+  }
+  absl::Status status = restoreState(snapshot);
   if (!status.ok()) {
     return withExitCode(annotate(status, "restoring the snapshot"), kExitBadSnapshot);
   }
-  vm->log_.info("restored {} vCPUs, {} of memory", restored.vcpus,
-                formatByteSize(restored.memory_bytes));
-  return vm;
+  log_.info("restored {} vCPUs, {} of memory", config_.vcpus, formatByteSize(config_.memory_bytes));
+  return absl::OkStatus();
 }
 
 absl::Status Vm::start(bool paused) {
@@ -483,6 +494,20 @@ std::vector<VcpuCounters> Vm::vcpuCounters() const {
   return counters;
 }
 
+flotilla::v1::VmConfigState Vm::configState() const {
+  flotilla::v1::VmConfigState config;
+  config.set_name(config_.name);
+  config.set_vcpus(config_.vcpus);
+  config.set_memory_bytes(config_.memory_bytes);
+  config.set_cpu_model(config_.cpu_model);
+  config.set_hugepages(config_.hugepages);
+  for (const DiskConfig& disk : config_.disks) config.add_disks(disk.toOption());
+  for (const NicConfig& nic : config_.nics) config.add_nics(nic.toOption());
+  config.set_rng(config_.rng);
+  config.set_balloon(config_.balloon);
+  return config;
+}
+
 absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
   {
     absl::MutexLock lock(&mu_);
@@ -491,16 +516,7 @@ absl::StatusOr<flotilla::v1::VmSnapshot> Vm::saveState() const {
     }
   }
   flotilla::v1::VmSnapshot snapshot;
-  flotilla::v1::VmConfigState* config = snapshot.mutable_config();
-  config->set_name(config_.name);
-  config->set_vcpus(config_.vcpus);
-  config->set_memory_bytes(config_.memory_bytes);
-  config->set_cpu_model(config_.cpu_model);
-  config->set_hugepages(config_.hugepages);
-  for (const DiskConfig& disk : config_.disks) config->add_disks(disk.toOption());
-  for (const NicConfig& nic : config_.nics) config->add_nics(nic.toOption());
-  config->set_rng(config_.rng);
-  config->set_balloon(config_.balloon);
+  *snapshot.mutable_config() = configState();
   const std::vector<uint32_t> msrs = msrsToSave(kvm_msrs_);
   for (const auto& vcpu : vcpus_) {
     ASSIGN_OR_RETURN(*snapshot.add_vcpus(),

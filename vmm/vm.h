@@ -44,6 +44,12 @@ class Vm final : public VcpuHost {
   // memory size and CPU model come from the snapshot). Nothing runs until start().
   static absl::StatusOr<std::unique_ptr<Vm>> restore(const VmConfig& config, GuestMemory memory,
                                                      const flotilla::v1::VmSnapshot& snapshot);
+  // restore() in two steps, for a migration target that builds its VM while memory is still
+  // arriving: first the VM `saved` describes, with `memory` and its devices opened, nothing
+  // loaded; then loadState() with the rest of the saved state.
+  static absl::StatusOr<std::unique_ptr<Vm>> prepareRestore(
+      const VmConfig& config, GuestMemory memory, const flotilla::v1::VmConfigState& saved);
+  absl::Status loadState(const flotilla::v1::VmSnapshot& snapshot);
 
   ~Vm() override;
 
@@ -59,6 +65,8 @@ class Vm final : public VcpuHost {
   // As waitForEnd(), with a timeout: nullopt when still running.
   std::optional<VmEnd> waitForEnd(absl::Duration timeout);
 
+  // The configuration as snapshots and migrations record it (devices as their options).
+  flotilla::v1::VmConfigState configState() const;
   // The whole VM state but memory (the VM must be paused).
   absl::StatusOr<flotilla::v1::VmSnapshot> saveState() const;
 
