@@ -118,6 +118,14 @@ TEST(VirtioBlockTest, DiskIoContinuesAcrossSnapshotAndRestore) {
   EXPECT_EQ(info.disks(0).size_bytes(), uint64_t{32} << 20);
   EXPECT_THAT(info.disks(0).backend(), HasSubstr(disk));
 
+  // Paused first, so that the source writes nothing after the snapshot (Snapshot resumes a
+  // VM that was running): the restored VM must go on from the snapshot, and the disk must
+  // hold what the snapshot's guest had written (the pause drained and flushed it).
+  {
+    flotilla::v1::PauseResponse paused;
+    grpc::ClientContext pause_context;
+    ASSERT_TRUE((*api)->Pause(&pause_context, {}, &paused).ok());
+  }
   const std::string snapshot = dir.file("snapshot");
   flotilla::v1::SnapshotRequest request;
   request.set_directory(snapshot);
@@ -125,8 +133,6 @@ TEST(VirtioBlockTest, DiskIoContinuesAcrossSnapshotAndRestore) {
   grpc::ClientContext context;
   grpc::Status status = (*api)->Snapshot(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  // Stop the source at once: the restored VM must go on from the snapshot, and the disk must
-  // hold what the snapshot's guest had written (the pause drained and flushed it).
   ASSERT_TRUE(source->process().terminate(absl::ZeroDuration()).ok());
   const std::string before = source->serial();
 

@@ -13,6 +13,7 @@
 #include "fmt/format.h"
 #include "vmm/devices/bus.h"
 #include "vmm/devices/virtio/blk_request.h"
+#include "vmm/devices/virtio/net_frames.h"
 
 namespace flotilla::vmm::virtio {
 namespace {
@@ -25,18 +26,6 @@ constexpr uint64_t kOffloadFeatures =
     featureBit(net::kFeatureGuestEcn) | featureBit(net::kFeatureGuestUfo) |
     featureBit(net::kFeatureHostTso4) | featureBit(net::kFeatureHostTso6) |
     featureBit(net::kFeatureHostEcn) | featureBit(net::kFeatureHostUfo);
-
-// Copies `data` into the device-writable buffers of `chain`; returns how many bytes fit.
-size_t scatter(const DescriptorChain& chain, std::span<const uint8_t> data) {
-  size_t done = 0;
-  for (const ChainBuffer& buffer : chain.writable) {
-    if (done == data.size()) break;
-    const size_t take = std::min<size_t>(buffer.length, data.size() - done);
-    std::memcpy(buffer.data, data.data() + done, take);
-    done += take;
-  }
-  return done;
-}
 
 }  // namespace
 
@@ -138,8 +127,8 @@ bool VirtioNet::deliverPending() {
                     std::span<uint8_t>(frame_).subspan(offsetof(net::Header, num_buffers), 2));
   size_t offset = 0;
   for (const DescriptorChain& chain : chains) {
-    const size_t written =
-        scatter(chain, std::span<const uint8_t>(frame_).subspan(offset, frame_length_ - offset));
+    const size_t written = scatterFrame(
+        chain, std::span<const uint8_t>(frame_).subspan(offset, frame_length_ - offset));
     queue->addUsed(chain.head, static_cast<uint32_t>(written));
     offset += written;
   }
@@ -193,13 +182,13 @@ void VirtioNet::transmit() {
       if (!chain.has_value()) break;
       const DescriptorChain& frame = *chain;
       const uint64_t bytes = frame.readableBytes();
-      if (bytes <= sizeof(net::Header)) {
+      std::vector<iovec> iov = transmitBuffers(frame);
+      if (iov.empty()) {
         ++counters_.tx_errors;
         queue->addUsed(frame.head, 0);
         sent = true;
         continue;
       }
-      std::vector<iovec> iov = sliceBuffers(frame.readable, 0, bytes);
       const ssize_t n = ::writev(backend_->fd(), iov.data(), static_cast<int>(iov.size()));
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         queue->rewind(1);
