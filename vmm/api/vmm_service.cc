@@ -273,7 +273,6 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
     options.compression = *compression;
   }
 
-  std::shared_ptr<migration::MigrationSender> sender;
   {
     absl::MutexLock lock(&migration_mu_);
     if (migrating_) {
@@ -281,27 +280,32 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
           "a migration of this VM is already in progress (MigrateStatus follows it, "
           "MigrateCancel stops it)"));
     }
-    // Connect before answering, so that an unreachable target is the caller's error.
-    auto fd = migration::connectTo(request->address(), absl::Seconds(10));
-    if (!fd.ok()) return toGrpcStatus(fd.status());
-    sender = std::make_shared<migration::MigrationSender>(migration_source_, options);
-    sender_ = sender;
-    migrating_ = true;
-    if (migration_thread_.joinable()) migration_thread_.join();  // the last one, finished
-    migration_thread_ = std::jthread([this, sender, fd = std::make_shared<UniqueFd>(std::move(*fd)),
-                                      address = request->address(), options] {
-      setCurrentThreadName("migration");
-      migration::Connection connection(std::move(*fd), "migration target " + address,
-                                       options.io_timeout);
-      const absl::Status status = sender->run(connection);
-      if (status.ok()) {
-        // The guest runs on the target: this VMM ends (its vCPUs and devices stay paused).
-        vm_.endVm({VmEnd::Reason::kMigrated, kExitOk, "migrated to " + address});
-      }
-      absl::MutexLock done(&migration_mu_);
-      migrating_ = false;
-    });
+    migrating_ = true;  // reserved while connecting, without holding the lock
+    sender_ = nullptr;
   }
+  // Connect before answering, so that an unreachable target is the caller's error.
+  auto fd = migration::connectTo(request->address(), absl::Seconds(10));
+  absl::MutexLock lock(&migration_mu_);
+  if (!fd.ok()) {
+    migrating_ = false;
+    return toGrpcStatus(fd.status());
+  }
+  auto sender = std::make_shared<migration::MigrationSender>(migration_source_, options);
+  sender_ = sender;
+  if (migration_thread_.joinable()) migration_thread_.join();  // the last one, finished
+  migration_thread_ = std::jthread([this, sender, fd = std::make_shared<UniqueFd>(std::move(*fd)),
+                                    address = request->address(), options] {
+    setCurrentThreadName("migration");
+    migration::Connection connection(std::move(*fd), "migration target " + address,
+                                     options.io_timeout);
+    const absl::Status status = sender->run(connection);
+    if (status.ok()) {
+      // The guest runs on the target: this VMM ends (its vCPUs and devices stay paused).
+      vm_.endVm({VmEnd::Reason::kMigrated, kExitOk, "migrated to " + address});
+    }
+    absl::MutexLock done(&migration_mu_);
+    migrating_ = false;
+  });
   return grpc::Status::OK;
 }
 
