@@ -50,6 +50,21 @@ uint64_t maxPayload(FrameType type) {
   }
 }
 
+// Moves past `bytes` transferred from pieces[first...]; returns the first piece with bytes
+// left (pieces.size() when none).
+size_t consume(std::vector<iovec>& pieces, size_t first, size_t bytes) {
+  while (bytes > 0) {
+    iovec& piece = pieces[first];
+    const size_t used = std::min(bytes, piece.iov_len);
+    piece.iov_base = static_cast<uint8_t*>(piece.iov_base) + used;
+    piece.iov_len -= used;
+    bytes -= used;
+    if (piece.iov_len == 0) ++first;
+  }
+  while (first < pieces.size() && pieces[first].iov_len == 0) ++first;
+  return first;
+}
+
 uint32_t crcOf(uint32_t crc, std::span<const iovec> pieces) {
   for (const iovec& piece : pieces) {
     crc = crc32c(crc, {static_cast<const uint8_t*>(piece.iov_base), piece.iov_len});
@@ -182,6 +197,10 @@ bool Connection::cancelled() const {
   return cancelled_.load();
 }
 
+absl::Status Connection::cancelledError() const {
+  return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+}
+
 void Connection::interrupt() {
   interrupted_.store(true);
 }
@@ -191,7 +210,7 @@ absl::Status Connection::waitFor(short events, std::string_view what) {
   const absl::Duration deadline = systemClock().monotonicNow() + io_timeout_;
   while (true) {
     if (cancelled() || interrupted_.load()) {
-      return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+      return cancelledError();
     }
     const absl::Duration left = deadline - systemClock().monotonicNow();
     if (left <= absl::ZeroDuration()) {
@@ -214,7 +233,7 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
   size_t first = 0;
   while (total > 0) {
     if (cancelled() || (total == frame && interrupted_.load())) {
-      return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+      return cancelledError();
     }
     msghdr message{};
     message.msg_iov = pieces.data() + first;
@@ -230,22 +249,14 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
         continue;
       }
       if (cancelled()) {
-        return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+        return cancelledError();
       }
       return absl::UnavailableError(fmt::format("sending to {}: {}", peer_, std::strerror(errno)));
     }
-    auto sent = static_cast<size_t>(n);
+    const auto sent = static_cast<size_t>(n);
     bytes_sent_ += sent;
     total -= sent;
-    while (sent > 0) {
-      iovec& piece = pieces[first];
-      const size_t used = std::min(sent, piece.iov_len);
-      piece.iov_base = static_cast<uint8_t*>(piece.iov_base) + used;
-      piece.iov_len -= used;
-      sent -= used;
-      if (piece.iov_len == 0) ++first;
-    }
-    while (first < pieces.size() && pieces[first].iov_len == 0) ++first;
+    first = consume(pieces, first, sent);
   }
   return absl::OkStatus();
 }
@@ -295,7 +306,7 @@ absl::Status Connection::readAll(std::span<const iovec> into) {
   for (const iovec& piece : pieces) total += piece.iov_len;
   size_t first = 0;
   while (total > 0) {
-    if (cancelled()) return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+    if (cancelled()) return cancelledError();
     const ssize_t n = ::readv(socket_.get(), pieces.data() + first,
                               static_cast<int>(std::min<size_t>(pieces.size() - first, IOV_MAX)));
     if (n < 0) {
@@ -305,30 +316,22 @@ absl::Status Connection::readAll(std::span<const iovec> into) {
         continue;
       }
       if (cancelled()) {
-        return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+        return cancelledError();
       }
       return absl::UnavailableError(
           fmt::format("receiving from {}: {}", peer_, std::strerror(errno)));
     }
     if (n == 0) {
       if (cancelled()) {
-        return absl::CancelledError(fmt::format("migration with {} cancelled", peer_));
+        return cancelledError();
       }
       return absl::UnavailableError(
           fmt::format("{} closed the connection in the middle of the stream", peer_));
     }
-    auto got = static_cast<size_t>(n);
+    const auto got = static_cast<size_t>(n);
     bytes_received_ += got;
     total -= got;
-    while (got > 0) {
-      iovec& piece = pieces[first];
-      const size_t used = std::min(got, piece.iov_len);
-      piece.iov_base = static_cast<uint8_t*>(piece.iov_base) + used;
-      piece.iov_len -= used;
-      got -= used;
-      if (piece.iov_len == 0) ++first;
-    }
-    while (first < pieces.size() && pieces[first].iov_len == 0) ++first;
+    first = consume(pieces, first, got);
   }
   return absl::OkStatus();
 }

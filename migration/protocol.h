@@ -131,6 +131,7 @@ class Connection {
   absl::Status readAll(std::span<const iovec> into);
   absl::Status waitFor(short events, std::string_view what);
   absl::Status peerError(const FrameHeader& header);
+  absl::Status cancelledError() const;
 
   UniqueFd socket_;
   std::string peer_;

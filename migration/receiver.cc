@@ -5,6 +5,7 @@
 
 #include "common/status.h"
 #include "fmt/format.h"
+#include "vmm/memory/guest_memory.h"
 
 namespace flotilla::migration {
 namespace {
@@ -18,15 +19,10 @@ bool sameToken(const std::string& a, const std::string& b) {
   return differ == 0;
 }
 
+// Never-written memory reads as zeroes: a zero page is written only when it holds data, so
+// that memory the guest never used stays unallocated.
 void zeroPage(uint8_t* page) {
-  uint64_t any = 0;
-  for (size_t i = 0; i < kPageBytes; i += sizeof(uint64_t)) {
-    uint64_t word = 0;
-    std::memcpy(&word, page + i, sizeof(word));
-    any |= word;
-  }
-  // Never-written memory reads as zeroes: leave it unwritten (unallocated).
-  if (any != 0) std::memset(page, 0, kPageBytes);
+  if (!vmm::isZeroPage(page)) std::memset(page, 0, kPageBytes);
 }
 
 }  // namespace

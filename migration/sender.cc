@@ -7,21 +7,9 @@
 #include "common/status.h"
 #include "fmt/format.h"
 #include "migration/convergence.h"
+#include "vmm/memory/guest_memory.h"
 
 namespace flotilla::migration {
-namespace {
-
-bool isZeroPage(const uint8_t* page) {
-  uint64_t any = 0;
-  for (size_t i = 0; i < kPageBytes; i += sizeof(uint64_t)) {
-    uint64_t word = 0;
-    std::memcpy(&word, page + i, sizeof(word));
-    any |= word;
-  }
-  return any == 0;
-}
-
-}  // namespace
 
 const char* phaseName(MigrationPhase phase) {
   switch (phase) {
@@ -349,10 +337,10 @@ absl::Status MigrationSender::sendPages(Connection& connection, const vmm::Dirty
       // pages of a first pass are zeroes: those are only read, never copied.
       const uint8_t* guest_page = memory_.data() + offset;
       uint8_t* copy = buffer_.data() + batch_data_pages_ * kPageBytes;
-      bool is_zero = isZeroPage(guest_page);
+      bool is_zero = vmm::isZeroPage(guest_page);
       if (!is_zero) {
         std::memcpy(copy, guest_page, kPageBytes);
-        is_zero = isZeroPage(copy);
+        is_zero = vmm::isZeroPage(copy);
       }
       if (is_zero) {
         if (skip_zero) continue;

@@ -83,21 +83,31 @@ absl::StatusOr<std::string> VmmProcess::waitForSerial(std::string_view text,
 
 absl::StatusOr<std::string> VmmProcess::waitForSerialCount(std::string_view text, size_t count,
                                                            absl::Duration timeout) {
+  return waitFor([this] { return serial(); }, "serial", text, count, timeout);
+}
+
+absl::StatusOr<std::string> VmmProcess::waitForLog(std::string_view text, absl::Duration timeout) {
+  return waitFor([this] { return log(); }, "log", text, 1, timeout);
+}
+
+absl::StatusOr<std::string> VmmProcess::waitFor(const std::function<std::string()>& read,
+                                                std::string_view what, std::string_view text,
+                                                size_t count, absl::Duration timeout) {
   Clock& clock = systemClock();
   const absl::Duration deadline = clock.monotonicNow() + timeout;
   while (true) {
-    std::string output = serial();
+    std::string output = read();
     if (occurrences(output, text) >= count) return output;
     auto exited = process_.wait(absl::ZeroDuration());
     if (exited.ok()) {
       return absl::FailedPreconditionError(
-          fmt::format("the VMM {} before printing '{}' {} times; serial:\n{}\nlog:\n{}",
-                      exited->describe(), text, count, output, log()));
+          fmt::format("the VMM {} before its {} showed '{}' {} times; serial:\n{}\nlog:\n{}",
+                      exited->describe(), what, text, count, serial(), log()));
     }
     if (clock.monotonicNow() >= deadline) {
       return absl::DeadlineExceededError(
-          fmt::format("'{}' did not appear {} times within {}; serial:\n{}\nlog:\n{}", text, count,
-                      absl::FormatDuration(timeout), output, log()));
+          fmt::format("'{}' did not appear {} times in the {} within {}; serial:\n{}\nlog:\n{}",
+                      text, count, what, absl::FormatDuration(timeout), serial(), log()));
     }
     clock.sleepFor(absl::Milliseconds(20));
   }

@@ -3,6 +3,7 @@
 // directory, and a client of its API socket.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,6 +36,8 @@ class VmmProcess {
   // Waits until `text` occurs `count` times in the serial output.
   absl::StatusOr<std::string> waitForSerialCount(std::string_view text, size_t count,
                                                  absl::Duration timeout);
+  // Waits until the VMM's log (standard error) contains `text`; returns the log so far.
+  absl::StatusOr<std::string> waitForLog(std::string_view text, absl::Duration timeout);
   std::string serial() const;
   std::string log() const;  // the VMM's standard error
 
@@ -53,6 +56,11 @@ class VmmProcess {
         serial_path_(std::move(serial_path)),
         log_path_(std::move(log_path)),
         api_socket_(std::move(api_socket)) {}
+
+  // Polls `read` until `text` occurs `count` times in it; `what` ("serial", "log") names it.
+  absl::StatusOr<std::string> waitFor(const std::function<std::string()>& read,
+                                      std::string_view what, std::string_view text, size_t count,
+                                      absl::Duration timeout);
 
   ChildProcess process_;
   const std::string serial_path_;

@@ -1,6 +1,8 @@
 // Guest RAM in a memfd (see guest_memory.h).
 #include "vmm/memory/guest_memory.h"
 
+#include <cstring>
+
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
@@ -17,6 +19,16 @@
 #include "vmm/memory/memory_loader.h"
 
 namespace flotilla::vmm {
+
+bool isZeroPage(const uint8_t* page) {
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageSize; i += sizeof(uint64_t)) {
+    uint64_t word = 0;
+    std::memcpy(&word, page + i, sizeof(word));
+    any |= word;
+  }
+  return any == 0;
+}
 namespace {
 
 constexpr uint64_t kHugePageSize = uint64_t{2} << 20;

@@ -28,6 +28,10 @@ inline constexpr GuestAddress kMmioHoleStart{0xC000'0000};
 inline constexpr GuestAddress kHighRamStart{0x1'0000'0000};
 inline constexpr uint64_t kPageSize = 4096;
 
+// Whether the kPageSize bytes at `page` are all zero (snapshots and migrations leave such
+// pages out or send them as markers).
+bool isZeroPage(const uint8_t* page);
+
 struct GuestRegion {
   GuestAddress base;
   uint64_t size = 0;

@@ -59,14 +59,6 @@ absl::Status writeAll(int fd, const uint8_t* data, size_t size, off_t offset,
   return absl::OkStatus();
 }
 
-bool isZero(const uint8_t* page) {
-  const auto* words = reinterpret_cast<const uint64_t*>(page);
-  for (size_t i = 0; i < kPageSize / sizeof(uint64_t); ++i) {
-    if (words[i] != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
@@ -101,7 +93,7 @@ absl::StatusOr<SnapshotStats> writeSnapshot(const std::string& directory,
   };
   for (const Extent& extent : extents) {
     for (uint64_t page = extent.offset; page < extent.offset + extent.length; page += kPageSize) {
-      if (isZero(base + page)) {
+      if (isZeroPage(base + page)) {
         RETURN_IF_ERROR(flush());
         continue;
       }

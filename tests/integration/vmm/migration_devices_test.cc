@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "network/tap.h"
+#include "tests/integration/vmm/migration_client.h"
 #include "tests/support/netns.h"
 #include "tests/support/test_env.h"
 #include "tests/support/tgt_target.h"
@@ -37,26 +38,8 @@ constexpr char kVmm[] = FLOTILLA_VMM;
 constexpr char kGuest[] = FLOTILLA_GUEST_ELF;
 constexpr char kToken[] = "device-test-token";
 
-// Waits for the target's "waiting for an incoming migration" log line.
-void waitListening(VmmProcess& target) {
-  for (int i = 0;
-       i < 500 && target.log().find("waiting for an incoming migration") == std::string::npos;
-       ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_THAT(target.log(), HasSubstr("waiting for an incoming migration"));
-}
-
 grpc::Status migrate(VmmProcess& source, uint16_t port) {
-  auto api = source.api();
-  if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
-  flotilla::v1::MigrateSendRequest request;
-  request.set_address(fmt::format("127.0.0.1:{}", port));
-  request.set_token(kToken);
-  request.set_downtime_limit_ms(50);
-  flotilla::v1::MigrateSendResponse response;
-  grpc::ClientContext context;
-  return (*api)->MigrateSend(&context, request, &response);
+  return sendMigration(source, port, {.token = kToken});
 }
 
 TEST(MigrationWithDevicesTest, DiskIoOnASharedIscsiLunContinuesAtTheTarget) {
@@ -83,7 +66,7 @@ TEST(MigrationWithDevicesTest, DiskIoOnASharedIscsiLunContinuesAtTheTarget) {
                                    "--migration-token", kToken, "--memory", "256M", "--disk", disk},
                                   dir, "target");
   ASSERT_TRUE(target.ok()) << target.status();
-  waitListening(**target);
+  expectListening(**target);
   grpc::Status sent = migrate(**source, *port);
   ASSERT_TRUE(sent.ok()) << sent.error_message();
   auto exit = (*source)->wait(absl::Minutes(1));
@@ -164,7 +147,7 @@ TEST(MigrationWithDevicesTest, NicAnswersFromItsNewTapAfterTheMigration) {
                         kToken, "--memory", "128M", "--net", fmt::format("tap=tapb,mac={}", mac)},
                        "target");
   ASSERT_TRUE(target.ok()) << target.status();
-  waitListening(**target);
+  expectListening(**target);
   grpc::Status sent = migrate(**source, *port);
   ASSERT_TRUE(sent.ok()) << sent.error_message();
   auto exit = (*source)->wait(absl::Minutes(1));

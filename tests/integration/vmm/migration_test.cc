@@ -11,9 +11,11 @@
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/vmm/migration_client.h"
 #include "tests/support/guest_console.h"
 #include "tests/support/test_env.h"
 #include "tests/support/vmm_process.h"
+#include "vmm/exit_codes.h"
 
 namespace flotilla::vmm {
 namespace {
@@ -66,31 +68,13 @@ class MigrationTest : public ::testing::Test {
                           dir_, fmt::format("vm{}", count_++));
     EXPECT_TRUE(vmm.ok()) << vmm.status();
     if (!vmm.ok()) return nullptr;
-    // Listening once it says so.
-    for (int i = 0;
-         i < 500 && (*vmm)->log().find("waiting for an incoming migration") == std::string::npos;
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    EXPECT_THAT((*vmm)->log(), HasSubstr("waiting for an incoming migration"));
+    expectListening(**vmm);
     return std::move(*vmm);
   }
 
-  grpc::Status migrate(VmmProcess& source, uint16_t port, const std::string& token = kToken,
-                       uint64_t bandwidth_limit = 0, bool cold = false,
-                       const std::string& compression = "") {
-    auto api = source.api();
-    if (!api.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no API");
-    flotilla::v1::MigrateSendRequest request;
-    request.set_address(fmt::format("127.0.0.1:{}", port));
-    request.set_token(token);
-    request.set_downtime_limit_ms(50);
-    request.set_bandwidth_limit_bytes(bandwidth_limit);
-    request.set_cold(cold);
-    request.set_compression(compression);
-    flotilla::v1::MigrateSendResponse response;
-    grpc::ClientContext context;
-    return (*api)->MigrateSend(&context, request, &response);
+  grpc::Status migrate(VmmProcess& source, uint16_t port, MigrationOptions options = {}) {
+    if (options.token.empty()) options.token = kToken;
+    return sendMigration(source, port, options);
   }
 
   // Polls MigrateStatus until the phase is final; "" if the VMM went away first (a VMM whose
@@ -117,34 +101,6 @@ class MigrationTest : public ::testing::Test {
   int count_ = 0;
 };
 
-TEST_F(MigrationTest, CounterGuestMigratesBackAndForthWithEveryPageIntact) {
-  std::unique_ptr<VmmProcess> source = startSource();
-  ASSERT_NE(source, nullptr);
-  constexpr int kMigrations = 6;
-  for (int i = 0; i < kMigrations; ++i) {
-    uint16_t port = 0;
-    std::unique_ptr<VmmProcess> target = startTarget(port);
-    ASSERT_NE(target, nullptr);
-    const uint64_t before = lastCounterPass(source->serial());
-    grpc::Status sent = migrate(*source, port);
-    ASSERT_TRUE(sent.ok()) << sent.error_message() << source->log();
-    // The source exits with status 0 once the target runs the guest.
-    auto exit = source->wait(absl::Minutes(1));
-    ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
-    EXPECT_EQ(exit->code, 0) << source->log();
-    EXPECT_THAT(source->log(), HasSubstr("migrated"));
-    // The guest counts on at the target, from where it was, every page checked.
-    auto counting = target->waitForSerialCount("counter pass=", 2, absl::Minutes(1));
-    ASSERT_TRUE(counting.ok()) << counting.status() << target->log();
-    EXPECT_THAT(*counting, Not(HasSubstr("error"))) << target->log();
-    EXPECT_THAT(*counting, Not(HasSubstr("ready"))) << "it continued, it did not boot";
-    EXPECT_GE(lastCounterPass(*counting), before) << "migration " << i;
-    EXPECT_THAT(target->log(), HasSubstr("incoming migration from"));
-    source = std::move(target);
-  }
-  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
-}
-
 // The guest counts on at `target`, from at least `before`, every page checked.
 void expectCountingOn(VmmProcess& target, uint64_t before) {
   auto counting = target.waitForSerialCount("counter pass=", 2, absl::Minutes(1));
@@ -164,6 +120,34 @@ void expectRunsOn(VmmProcess& vmm) {
       << vmm.log();
 }
 
+// The migration from `source` completed: the source exited 0 saying so, and the guest counts
+// on at `target` from at least `before`, every page checked.
+void expectMoved(VmmProcess& source, VmmProcess& target, uint64_t before) {
+  auto exit = source.wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << source.log() << target.log();
+  EXPECT_EQ(exit->code, 0) << source.log();
+  EXPECT_THAT(source.log(), HasSubstr("migrated"));
+  expectCountingOn(target, before);
+}
+
+TEST_F(MigrationTest, CounterGuestMigratesBackAndForthWithEveryPageIntact) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  constexpr int kMigrations = 6;
+  for (int i = 0; i < kMigrations; ++i) {
+    uint16_t port = 0;
+    std::unique_ptr<VmmProcess> target = startTarget(port);
+    ASSERT_NE(target, nullptr);
+    const uint64_t before = lastCounterPass(source->serial());
+    grpc::Status sent = migrate(*source, port);
+    ASSERT_TRUE(sent.ok()) << sent.error_message() << source->log();
+    expectMoved(*source, *target, before);
+    EXPECT_THAT(target->log(), HasSubstr("incoming migration from"));
+    source = std::move(target);
+  }
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
 TEST_F(MigrationTest, FourVcpusMigrate) {
   std::unique_ptr<VmmProcess> source = startSource("4");
   ASSERT_NE(source, nullptr);
@@ -172,10 +156,7 @@ TEST_F(MigrationTest, FourVcpusMigrate) {
   ASSERT_NE(target, nullptr);
   const uint64_t before = lastCounterPass(source->serial());
   ASSERT_TRUE(migrate(*source, port).ok());
-  auto exit = source->wait(absl::Minutes(1));
-  ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
-  EXPECT_EQ(exit->code, 0) << source->log();
-  expectCountingOn(*target, before);
+  expectMoved(*source, *target, before);
   EXPECT_THAT(target->log(), HasSubstr("restored 4 vCPUs"));
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
 }
@@ -187,12 +168,9 @@ TEST_F(MigrationTest, ColdMigrationMovesTheGuest) {
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
   const uint64_t before = lastCounterPass(source->serial());
-  ASSERT_TRUE(migrate(*source, port, kToken, 0, /*cold=*/true).ok());
-  auto exit = source->wait(absl::Minutes(1));
-  ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
-  EXPECT_EQ(exit->code, 0) << source->log();
+  ASSERT_TRUE(migrate(*source, port, {.cold = true}).ok());
+  expectMoved(*source, *target, before);
   EXPECT_THAT(source->log(), HasSubstr("0 rounds"));
-  expectCountingOn(*target, before);
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
 }
 
@@ -204,11 +182,9 @@ TEST_F(MigrationTest, CompressedMigrationMovesTheGuest) {
     std::unique_ptr<VmmProcess> target = startTarget(port);
     ASSERT_NE(target, nullptr);
     const uint64_t before = lastCounterPass(source->serial());
-    ASSERT_TRUE(migrate(*source, port, kToken, 0, false, compression).ok());
-    auto exit = source->wait(absl::Minutes(1));
-    ASSERT_TRUE(exit.ok()) << exit.status() << source->log() << target->log();
-    EXPECT_EQ(exit->code, 0) << compression << source->log();
-    expectCountingOn(*target, before);
+    SCOPED_TRACE(compression);
+    ASSERT_TRUE(migrate(*source, port, {.compression = compression}).ok());
+    expectMoved(*source, *target, before);
     ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
   }
 }
@@ -219,7 +195,7 @@ TEST_F(MigrationTest, UnknownCompressionIsRefusedUpFront) {
   uint16_t port = 0;
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
-  grpc::Status sent = migrate(*source, port, kToken, 0, false, "gzip");
+  grpc::Status sent = migrate(*source, port, {.compression = "gzip"});
   EXPECT_EQ(sent.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(sent.error_message(), HasSubstr("use none, zstd or lz4"));
   expectRunsOn(*source);
@@ -233,7 +209,7 @@ TEST_F(MigrationTest, TargetKilledDuringTheTransferLeavesTheGuestAtTheSource) {
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
   // 16 MB/s: the first round alone takes about two seconds.
-  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  ASSERT_TRUE(migrate(*source, port, {.bandwidth_limit = 16'000'000}).ok());
   absl::SleepFor(absl::Milliseconds(500));
   ASSERT_TRUE(target->process().signal(SIGKILL).ok());
   flotilla::v1::MigrationStatus status;
@@ -249,12 +225,12 @@ TEST_F(MigrationTest, SourceKilledDuringTheTransferLeavesNothingAtTheTarget) {
   uint16_t port = 0;
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
-  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  ASSERT_TRUE(migrate(*source, port, {.bandwidth_limit = 16'000'000}).ok());
   absl::SleepFor(absl::Milliseconds(500));
   ASSERT_TRUE(source->process().signal(SIGKILL).ok());
   auto exit = target->wait(absl::Seconds(60));
   ASSERT_TRUE(exit.ok()) << exit.status() << target->log();
-  EXPECT_EQ(exit->code, 14) << target->log();
+  EXPECT_EQ(exit->code, kExitMigrationFailed) << target->log();
   EXPECT_THAT(target->log(), HasSubstr("closed the connection"));
   EXPECT_THAT(target->serial(), Not(HasSubstr("counter")));
 }
@@ -265,7 +241,7 @@ TEST_F(MigrationTest, CancelledMigrationLeavesTheGuestAtTheSource) {
   uint16_t port = 0;
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
-  ASSERT_TRUE(migrate(*source, port, kToken, 16'000'000).ok());
+  ASSERT_TRUE(migrate(*source, port, {.bandwidth_limit = 16'000'000}).ok());
   absl::SleepFor(absl::Milliseconds(300));
   auto api = source->api();
   ASSERT_TRUE(api.ok());
@@ -276,7 +252,7 @@ TEST_F(MigrationTest, CancelledMigrationLeavesTheGuestAtTheSource) {
   EXPECT_EQ(finalPhase(*source), "failed");
   auto exit = target->wait(absl::Seconds(60));
   ASSERT_TRUE(exit.ok()) << exit.status();
-  EXPECT_EQ(exit->code, 14);
+  EXPECT_EQ(exit->code, kExitMigrationFailed);
   EXPECT_THAT(target->log(), HasSubstr("cancelled"));
   expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
@@ -290,11 +266,7 @@ TEST_F(MigrationTest, UnreachableTargetIsAnErrorAndTheGuestRunsOn) {
   grpc::Status sent = migrate(*source, *port);
   EXPECT_EQ(sent.error_code(), grpc::StatusCode::UNAVAILABLE) << sent.error_message();
   EXPECT_THAT(sent.error_message(), HasSubstr("cannot connect to the migration target"));
-  const size_t passes =
-      ::flotilla::testing::linesStartingWith(
-          ::flotilla::testing::guestProtocolLines(source->serial()), "counter pass=")
-          .size();
-  EXPECT_TRUE(source->waitForSerialCount("counter pass=", passes + 1, absl::Minutes(1)).ok());
+  expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
 }
 
@@ -304,20 +276,15 @@ TEST_F(MigrationTest, WrongTokenFailsAndNothingRunsAtTheTarget) {
   uint16_t port = 0;
   std::unique_ptr<VmmProcess> target = startTarget(port);
   ASSERT_NE(target, nullptr);
-  ASSERT_TRUE(migrate(*source, port, "guessed-token").ok());
+  ASSERT_TRUE(migrate(*source, port, {.token = "guessed-token"}).ok());
   flotilla::v1::MigrationStatus status;
   EXPECT_EQ(finalPhase(*source, &status), "failed");
   EXPECT_THAT(status.error(), HasSubstr("wrong migration token"));
   auto exit = target->wait(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
-  EXPECT_EQ(exit->code, 14) << target->log();  // kExitMigrationFailed
+  EXPECT_EQ(exit->code, kExitMigrationFailed) << target->log();
   EXPECT_THAT(target->serial(), Not(HasSubstr("counter")));
-  const size_t passes =
-      ::flotilla::testing::linesStartingWith(
-          ::flotilla::testing::guestProtocolLines(source->serial()), "counter pass=")
-          .size();
-  EXPECT_TRUE(source->waitForSerialCount("counter pass=", passes + 1, absl::Minutes(1)).ok())
-      << "the source must run on";
+  expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
 }
 
@@ -333,12 +300,8 @@ TEST_F(MigrationTest, TargetForAnotherMemorySizeRefusesWithTheReason) {
   EXPECT_THAT(status.error(), HasSubstr("--memory"));
   auto exit = target->wait(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
-  EXPECT_EQ(exit->code, 14);
-  const size_t passes =
-      ::flotilla::testing::linesStartingWith(
-          ::flotilla::testing::guestProtocolLines(source->serial()), "counter pass=")
-          .size();
-  EXPECT_TRUE(source->waitForSerialCount("counter pass=", passes + 1, absl::Minutes(1)).ok());
+  EXPECT_EQ(exit->code, kExitMigrationFailed);
+  expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
 }
 
