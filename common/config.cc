@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "common/config_scalars.h"
+#include "common/files.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "common/units.h"
@@ -278,23 +279,7 @@ std::vector<YAML::Mark> documentStarts(const std::string& text) {
 }
 
 absl::StatusOr<std::string> readFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return errnoStatus(errno, fmt::format("cannot read config file {}", path));
-  std::string text;
-  char buffer[65536];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errnoStatus(errno, fmt::format("cannot read config file {}", path));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > kMaxFileBytes) {
-      return absl::InvalidArgumentError(
-          fmt::format("config file {} is larger than {}; is it the right file?", path,
-                      formatByteSize(kMaxFileBytes)));
-    }
-  }
-  return text;
+  return readFileToString(path, kMaxFileBytes, "config file");
 }
 
 }  // namespace

@@ -388,6 +388,12 @@ pid_t ChildProcess::release() {
   return std::exchange(pid_, -1);
 }
 
+std::pair<pid_t, UniqueFd> ChildProcess::releaseWithPidfd() {
+  UniqueFd pidfd = std::move(pidfd_);
+  pid_t pid = release();
+  return {pid, std::move(pidfd)};
+}
+
 void ChildProcess::killAndReap() {
   if (!valid() || reaped_) return;
   // As in signal(): the group, and the leader itself in case it left the group.

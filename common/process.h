@@ -75,6 +75,8 @@ class ChildProcess {
   // every process we may). It is still our child: whoever takes it over reaps it (waitpid),
   // or it stays a zombie once it exits, until this process exits.
   pid_t release();
+  // release(), handing over the pidfd too (for a supervisor that watches the process).
+  std::pair<pid_t, UniqueFd> releaseWithPidfd();
 
  private:
   ChildProcess(pid_t pid, UniqueFd pidfd, bool own_group, std::string program)

@@ -14,8 +14,9 @@ packages=(
   liburing-dev libiscsi-dev
   # migration stream compression
   libzstd-dev liblz4-dev
-  # iSCSI target and Open vSwitch (userspace datapath) for integration tests and the cluster
-  tgt openvswitch-switch
+  # iSCSI target and Open vSwitch (userspace datapath) for integration tests and the cluster;
+  # drbd-utils: DRBD resource files checked with drbdadm (the kernel module is not needed)
+  tgt openvswitch-switch drbd-utils
   # etcd: the server for integration tests and the local cluster, etcdctl, and the .proto
   # files from which proto/ derives the etcd client stubs at build time
   etcd-server etcd-client golang-etcd-server-dev
@@ -23,7 +24,7 @@ packages=(
   # iSCSI driver, for the iSCSI rows of vmm_bench); Linux fixtures
   qemu-system-x86 qemu-utils qemu-block-extra
   # test tooling
-  iproute2 procps ethtool tcpdump iputils-ping
+  iproute2 procps ethtool tcpdump iputils-ping util-linux
 )
 
 missing=()

@@ -1,9 +1,14 @@
 // Client channels (see channel.h).
 #include "common/rpc/channel.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "common/unique_fd.h"
 #include "fmt/format.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -86,6 +91,16 @@ bool waitConnected(grpc::Channel& channel, absl::Duration timeout) {
     state = channel.GetState(/*try_to_connect=*/true);
   }
   return true;
+}
+
+bool unixSocketAccepts(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
 }
 
 }  // namespace flotilla

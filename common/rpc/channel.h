@@ -48,4 +48,10 @@ std::chrono::system_clock::time_point deadlineAfter(absl::Duration timeout);
 // not seen for seconds. Waiting here polls the channel and finishes the attempt promptly.
 bool waitConnected(grpc::Channel& channel, absl::Duration timeout);
 
+// Whether something accepts connections on the unix socket `path` right now (one connect(2),
+// closed at once). For waiting on a server that is starting: polling this costs a syscall,
+// where polling with RPCs puts the channel into gRPC's reconnect backoff, which is shared by
+// every channel to that address in the process and delays the first call by up to seconds.
+bool unixSocketAccepts(const std::string& path);
+
 }  // namespace flotilla

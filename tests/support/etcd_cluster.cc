@@ -15,8 +15,11 @@
 
 namespace flotilla::testing {
 
-EtcdCluster::EtcdCluster(std::string etcd_binary, std::vector<Member> members)
-    : etcd_binary_(std::move(etcd_binary)), members_(std::move(members)) {}
+EtcdCluster::EtcdCluster(std::string etcd_binary, std::vector<Member> members,
+                         std::string address)
+    : etcd_binary_(std::move(etcd_binary)),
+      address_(std::move(address)),
+      members_(std::move(members)) {}
 
 EtcdCluster::~EtcdCluster() {
   for (Member& member : members_) {
@@ -24,7 +27,7 @@ EtcdCluster::~EtcdCluster() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members) {
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members, std::string address) {
   ASSIGN_OR_RETURN(std::string etcd, findProgram("etcd", "etcd-server"));
   std::vector<Member> list(static_cast<size_t>(members));
   for (int i = 0; i < members; ++i) {
@@ -33,7 +36,7 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members) {
     ASSIGN_OR_RETURN(member.client_port, pickFreePort());
     ASSIGN_OR_RETURN(member.peer_port, pickFreePort());
   }
-  std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(std::move(etcd), std::move(list)));
+  std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(std::move(etcd), std::move(list), std::move(address)));
   for (int i = 0; i < members; ++i) RETURN_IF_ERROR(cluster->launch(i, /*initial=*/true));
   for (int i = 0; i < members; ++i) {
     RETURN_IF_ERROR(cluster->waitHealthy(i, absl::Seconds(60)));
@@ -42,7 +45,7 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members) {
 }
 
 std::string EtcdCluster::clientEndpoint(int member) const {
-  return fmt::format("127.0.0.1:{}", members_[static_cast<size_t>(member)].client_port);
+  return fmt::format("{}:{}", address_, members_[static_cast<size_t>(member)].client_port);
 }
 
 std::vector<std::string> EtcdCluster::clientEndpoints() const {
@@ -66,11 +69,11 @@ std::string EtcdCluster::logTail(int member) const {
 absl::Status EtcdCluster::launch(int member, bool initial) {
   std::vector<std::string> peers;
   for (const Member& m : members_) {
-    peers.push_back(fmt::format("{}=http://127.0.0.1:{}", m.name, m.peer_port));
+    peers.push_back(fmt::format("{}=http://{}:{}", m.name, address_, m.peer_port));
   }
   Member& self = members_[static_cast<size_t>(member)];
-  std::string client_url = fmt::format("http://127.0.0.1:{}", self.client_port);
-  std::string peer_url = fmt::format("http://127.0.0.1:{}", self.peer_port);
+  std::string client_url = fmt::format("http://{}:{}", address_, self.client_port);
+  std::string peer_url = fmt::format("http://{}:{}", address_, self.peer_port);
 
   UniqueFd log(::open(logFile(member).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (!log.valid()) return errnoStatus(errno, fmt::format("opening {}", logFile(member)));

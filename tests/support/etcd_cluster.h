@@ -19,7 +19,10 @@ class EtcdCluster {
  public:
   // Starts `members` members (election timings of 50/500 ms, so that failover takes about a
   // second) and waits until every member answers a linearizable read.
-  static absl::StatusOr<std::unique_ptr<EtcdCluster>> start(int members = 3);
+  // Members listen on `address` (an address of this host: loopback, or a bridge that test
+  // namespaces reach).
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> start(int members = 3,
+                                                            std::string address = "127.0.0.1");
   ~EtcdCluster();
 
   int size() const { return static_cast<int>(members_.size()); }
@@ -44,12 +47,13 @@ class EtcdCluster {
     ChildProcess process;
   };
 
-  EtcdCluster(std::string etcd_binary, std::vector<Member> members);
+  EtcdCluster(std::string etcd_binary, std::vector<Member> members, std::string address);
   absl::Status launch(int member, bool initial);
   std::string dataDir(int member) const;
   std::string logFile(int member) const;
 
   const std::string etcd_binary_;
+  const std::string address_;
   TempDir dir_;
   std::vector<Member> members_;
 };

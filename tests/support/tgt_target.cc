@@ -5,8 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <utility>
 
 #include "common/clock.h"
@@ -213,6 +215,154 @@ absl::Status TgtTarget::restart() {
 }
 
 void TgtTarget::removeControlSocket() {
+  if (control_ == 0) return;
+  (void)::unlink(fmt::format("{}/socket.{}", kRunDir, control_).c_str());
+  (void)::unlink(fmt::format("{}/socket.{}.lock", kRunDir, control_).c_str());
+}
+
+// ---- TgtDaemon ----
+
+TgtDaemon::TgtDaemon(std::string tgtd, std::string tgtadm)
+    : tgtd_(std::move(tgtd)), tgtadm_(std::move(tgtadm)) {}
+
+TgtDaemon::~TgtDaemon() {
+  (void)stop();
+}
+
+absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start() {
+  ASSIGN_OR_RETURN(std::string tgtd, findSbinProgram("tgtd"));
+  ASSIGN_OR_RETURN(std::string tgtadm, findSbinProgram("tgtadm"));
+  std::error_code error;
+  std::filesystem::create_directories(kRunDir, error);
+  if (error) {
+    return absl::FailedPreconditionError(fmt::format(
+        "tgtd needs the directory {}, which cannot be created ({}): run the integration tests "
+        "as root",
+        kRunDir, error.message()));
+  }
+  std::unique_ptr<TgtDaemon> daemon(new TgtDaemon(std::move(tgtd), std::move(tgtadm)));
+  std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  absl::Status last;
+  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
+    const int control = 1000 + static_cast<int>(random() % 31000);
+    if (controlInstanceInUse(control)) continue;
+    daemon->control_ = control;
+    ASSIGN_OR_RETURN(daemon->port_, pickFreePort());
+    last = daemon->launch();
+    if (last.ok()) return daemon;
+  }
+  return annotate(last, fmt::format("starting tgtd ({} attempts)", kStartAttempts));
+}
+
+std::string TgtDaemon::portal() const {
+  return fmt::format("127.0.0.1:{}", port_);
+}
+
+std::string TgtDaemon::logTail() const {
+  return fileTail(dir_.file("tgtd.log"));
+}
+
+absl::StatusOr<std::string> TgtDaemon::tgtadm(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {tgtadm_, "-C", std::to_string(control_)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SystemCommandRunner runner;
+  CommandOptions options;
+  options.timeout = absl::Seconds(15);
+  return runChecked(runner, argv, options);
+}
+
+absl::Status TgtDaemon::launch() {
+  const std::string log_path = dir_.file("tgtd.log");
+  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!log.valid()) return errnoStatus(errno, fmt::format("opening {}", log_path));
+  SpawnOptions spawn;
+  spawn.argv = {
+      tgtd_, "-f", "-C", std::to_string(control_), "--iscsi", fmt::format("portal={}", portal())};
+  spawn.fds = {{1, log.get()}, {2, log.get()}};
+  ASSIGN_OR_RETURN(process_, ChildProcess::spawn(spawn));
+  Clock& clock = systemClock();
+  const absl::Duration deadline = clock.monotonicNow() + absl::Seconds(20);
+  absl::Status last;
+  while (clock.monotonicNow() < deadline) {
+    absl::StatusOr<ExitStatus> exited = process_.wait(absl::ZeroDuration());
+    if (exited.ok()) {
+      process_ = ChildProcess();
+      return absl::UnavailableError(fmt::format("tgtd -C {} on {} {} at start; its output:\n{}",
+                                                control_, portal(), exited->describe(), logTail()));
+    }
+    last = tgtadm({"--op", "show", "--mode", "sys"}).status();
+    if (last.ok()) return absl::OkStatus();
+    clock.sleepFor(absl::Milliseconds(20));
+  }
+  (void)process_.signal(SIGKILL);
+  (void)process_.wait(absl::Seconds(10));
+  process_ = ChildProcess();
+  return absl::DeadlineExceededError(
+      fmt::format("tgtd -C {} did not answer on its control socket: {}; its output:\n{}", control_,
+                  last.message(), logTail()));
+}
+
+bool TgtDaemon::running() {
+  return process_.valid() && !process_.wait(absl::ZeroDuration()).ok();
+}
+
+absl::Status TgtDaemon::stop() {
+  if (!process_.valid()) return absl::OkStatus();
+  if (running()) {
+    // SIGTERM does not stop tgtd; deleting its targets and then the "system" does.
+    absl::StatusOr<std::string> shown =
+        tgtadm({"--lld", "iscsi", "--op", "show", "--mode", "target"});
+    if (shown.ok()) {
+      std::istringstream lines(*shown);
+      std::string line;
+      while (std::getline(lines, line)) {
+        int tid = 0;
+        if (std::sscanf(line.c_str(), "Target %d:", &tid) == 1) {
+          (void)tgtadm({"--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid",
+                        std::to_string(tid), "--force"});
+        }
+      }
+    }
+    (void)tgtadm({"--op", "delete", "--mode", "system"});
+  }
+  absl::StatusOr<ExitStatus> exited = process_.wait(absl::Seconds(15));
+  if (!exited.ok()) {
+    (void)process_.signal(SIGKILL);
+    exited = process_.wait(absl::Seconds(15));
+  }
+  if (!exited.ok()) {
+    return annotate(exited.status(), fmt::format("stopping tgtd (pid {})", process_.pid()));
+  }
+  process_ = ChildProcess();
+  removeControlSocket();
+  return absl::OkStatus();
+}
+
+absl::Status TgtDaemon::kill() {
+  if (!process_.valid()) return absl::OkStatus();
+  (void)process_.signal(SIGKILL);
+  absl::StatusOr<ExitStatus> exited = process_.wait(absl::Seconds(15));
+  if (!exited.ok()) {
+    return annotate(exited.status(), fmt::format("killing tgtd (pid {})", process_.pid()));
+  }
+  process_ = ChildProcess();
+  removeControlSocket();
+  return absl::OkStatus();
+}
+
+absl::Status TgtDaemon::startAgain() {
+  if (process_.valid()) {
+    return absl::FailedPreconditionError("tgtd is still running: stop() it first");
+  }
+  return launch();
+}
+
+absl::Status TgtDaemon::restart() {
+  RETURN_IF_ERROR(stop());
+  return startAgain();
+}
+
+void TgtDaemon::removeControlSocket() {
   if (control_ == 0) return;
   (void)::unlink(fmt::format("{}/socket.{}", kRunDir, control_).c_str());
   (void)::unlink(fmt::format("{}/socket.{}.lock", kRunDir, control_).c_str());

@@ -81,4 +81,55 @@ class TgtTarget {
   ChildProcess process_;
 };
 
+// TgtDaemon: a bare tgtd (no targets) on 127.0.0.1 and a free port, with a private control
+// instance, for tests of code that manages targets itself (storage/iscsi_pool.h):
+//
+//   ASSERT_OK_AND_ASSIGN(auto tgtd, TgtDaemon::start());
+//   options.tgt_control = tgtd->control();   // tgtadm -C N
+//   options.portal = tgtd->portal();         // 127.0.0.1:PORT
+//   tgtd->restart();                         // a storage host whose tgtd restarted: no targets
+//
+// stop() deletes whatever targets it has (--force) and then the daemon. Same requirements as
+// TgtTarget (root, the Debian package tgt).
+class TgtDaemon {
+ public:
+  static absl::StatusOr<std::unique_ptr<TgtDaemon>> start();
+  ~TgtDaemon();
+  TgtDaemon(const TgtDaemon&) = delete;
+  TgtDaemon& operator=(const TgtDaemon&) = delete;
+
+  int control() const { return control_; }
+  // "127.0.0.1:PORT".
+  std::string portal() const;
+  // The tgtadm program (an absolute path).
+  const std::string& tgtadmPath() const { return tgtadm_; }
+  // Runs `tgtadm -C N ARGS...`; its standard output, or an error quoting it.
+  absl::StatusOr<std::string> tgtadm(const std::vector<std::string>& args);
+
+  // Deletes every target (--force), tells tgtd to exit and waits for it; SIGKILL by PID if it
+  // does not exit. Idempotent.
+  absl::Status stop();
+  // SIGKILL, as a crash of the storage host would.
+  absl::Status kill();
+  // Starts tgtd again after stop() or kill(), on the same port and control instance, with no
+  // targets.
+  absl::Status startAgain();
+  // stop() then startAgain().
+  absl::Status restart();
+  bool running();
+  std::string logTail() const;
+
+ private:
+  TgtDaemon(std::string tgtd, std::string tgtadm);
+  absl::Status launch();
+  void removeControlSocket();
+
+  const std::string tgtd_;
+  const std::string tgtadm_;
+  TempDir dir_;
+  int control_ = 0;
+  uint16_t port_ = 0;
+  ChildProcess process_;
+};
+
 }  // namespace flotilla::testing
