@@ -2,6 +2,7 @@
 // vm_manager.h).
 #include "node-agent/vm_manager.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -475,6 +476,11 @@ absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::str
   command.incoming = std::string(incoming);
   command.migration_token = std::string(token);
   SpawnOptions spawn;
+  // Its standard output and error go to its log too: a VMM that fails before its logging is
+  // set up (a bad option) says why there.
+  UniqueFd log_file(::open(record.log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log_file.valid()) return errnoStatus(errno, fmt::format("cannot open {}", record.log_path()));
+  spawn.fds = {{1, log_file.get()}, {2, log_file.get()}};
   std::vector<UniqueFd> taps;
   for (int i = 0; i < vm.nics_size(); ++i) {
     auto tap = network_.openTap(vm.nics(i));

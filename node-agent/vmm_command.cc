@@ -18,9 +18,15 @@ std::vector<std::string> vmmArgv(const VmmCommand& command) {
       "--log-file", command.log_path,
   };
   if (!spec.cpu_model().empty()) argv.insert(argv.end(), {"--cpu-model", spec.cpu_model()});
-  if (!spec.boot().kernel().empty()) argv.insert(argv.end(), {"--kernel", spec.boot().kernel()});
-  if (!spec.boot().initrd().empty()) argv.insert(argv.end(), {"--initrd", spec.boot().initrd()});
-  if (!spec.boot().cmdline().empty()) argv.insert(argv.end(), {"--cmdline", spec.boot().cmdline()});
+  // A migration target receives a running VM: what it boots from does not apply (and the
+  // VMM refuses it).
+  if (command.incoming.empty()) {
+    if (!spec.boot().kernel().empty()) argv.insert(argv.end(), {"--kernel", spec.boot().kernel()});
+    if (!spec.boot().initrd().empty()) argv.insert(argv.end(), {"--initrd", spec.boot().initrd()});
+    if (!spec.boot().cmdline().empty()) {
+      argv.insert(argv.end(), {"--cmdline", spec.boot().cmdline()});
+    }
+  }
   for (int i = 0; i < spec.disks_size() && i < static_cast<int>(command.disk_options.size()); ++i) {
     std::string option = command.disk_options[static_cast<size_t>(i)];
     if (spec.disks(i).read_only()) option += ",readonly";

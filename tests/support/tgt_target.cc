@@ -229,7 +229,7 @@ TgtDaemon::~TgtDaemon() {
   (void)stop();
 }
 
-absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start() {
+absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start(std::string address) {
   ASSIGN_OR_RETURN(std::string tgtd, findSbinProgram("tgtd"));
   ASSIGN_OR_RETURN(std::string tgtadm, findSbinProgram("tgtadm"));
   std::error_code error;
@@ -241,6 +241,7 @@ absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start() {
         kRunDir, error.message()));
   }
   std::unique_ptr<TgtDaemon> daemon(new TgtDaemon(std::move(tgtd), std::move(tgtadm)));
+  daemon->address_ = std::move(address);
   std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
   absl::Status last;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
@@ -255,7 +256,7 @@ absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start() {
 }
 
 std::string TgtDaemon::portal() const {
-  return fmt::format("127.0.0.1:{}", port_);
+  return fmt::format("{}:{}", address_, port_);
 }
 
 std::string TgtDaemon::logTail() const {

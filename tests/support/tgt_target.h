@@ -42,7 +42,7 @@ class TgtTarget {
   TgtTarget(const TgtTarget&) = delete;
   TgtTarget& operator=(const TgtTarget&) = delete;
 
-  // "127.0.0.1:PORT".
+  // "ADDRESS:PORT".
   std::string portal() const;
   // "iscsi://127.0.0.1:PORT/IQN/LUN".
   std::string url(int lun = 1) const;
@@ -93,13 +93,14 @@ class TgtTarget {
 // TgtTarget (root, the Debian package tgt).
 class TgtDaemon {
  public:
-  static absl::StatusOr<std::unique_ptr<TgtDaemon>> start();
+  // Listens on `address` (an address of this host; a bridge that test namespaces reach).
+  static absl::StatusOr<std::unique_ptr<TgtDaemon>> start(std::string address = "127.0.0.1");
   ~TgtDaemon();
   TgtDaemon(const TgtDaemon&) = delete;
   TgtDaemon& operator=(const TgtDaemon&) = delete;
 
   int control() const { return control_; }
-  // "127.0.0.1:PORT".
+  // "ADDRESS:PORT".
   std::string portal() const;
   // The tgtadm program (an absolute path).
   const std::string& tgtadmPath() const { return tgtadm_; }
@@ -129,6 +130,7 @@ class TgtDaemon {
   TempDir dir_;
   int control_ = 0;
   uint16_t port_ = 0;
+  std::string address_ = "127.0.0.1";
   ChildProcess process_;
 };
 

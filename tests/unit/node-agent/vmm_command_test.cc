@@ -35,9 +35,11 @@ TEST(VmmCommandTest, BootsTheSpecWithTheAgentsDevicesAndPaths) {
                           "fd=3,mac=02:00:00:00:00:01,offload=off"));
 }
 
-TEST(VmmCommandTest, IncomingMigrationAddsTheAddressAndToken) {
+TEST(VmmCommandTest, IncomingMigrationAddsTheAddressAndTokenAndLeavesTheBootOut) {
   VmmCommand command;
   command.binary = "vmm";
+  command.spec.mutable_boot()->set_kernel("/k");
+  command.spec.mutable_boot()->set_cmdline("workload=idle");
   command.spec.set_vcpus(1);
   command.spec.set_memory_bytes(uint64_t{128} << 20);
   command.incoming = "tcp:10.0.0.2:7200";
@@ -45,6 +47,8 @@ TEST(VmmCommandTest, IncomingMigrationAddsTheAddressAndToken) {
   std::vector<std::string> argv = vmmArgv(command);
   const std::string joined = ::testing::PrintToString(argv);
   EXPECT_THAT(joined, HasSubstr("\"--incoming\", \"tcp:10.0.0.2:7200\", \"--migration-token\", \"secret\""));
+  EXPECT_THAT(joined, ::testing::Not(HasSubstr("--kernel")));
+  EXPECT_THAT(joined, ::testing::Not(HasSubstr("--cmdline")));
 }
 
 TEST(NamesTest, TapNamesAreShortStableAndDistinct) {
