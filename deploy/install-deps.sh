@@ -24,7 +24,7 @@ packages=(
   # iSCSI driver, for the iSCSI rows of vmm_bench); Linux fixtures
   qemu-system-x86 qemu-utils qemu-block-extra
   # test tooling
-  iproute2 procps ethtool tcpdump iputils-ping util-linux
+  iproute2 procps ethtool tcpdump iputils-ping util-linux openssl
 )
 
 missing=()

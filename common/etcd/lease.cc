@@ -79,6 +79,10 @@ absl::Status LeaseKeepAlive::renewOnce(absl::Duration timeout) {
   etcdserverpb::LeaseKeepAliveRequest request;
   request.set_id(lease_.id);
   etcdserverpb::LeaseKeepAliveResponse response;
+  // etcd restarts the TTL somewhere between this moment and its answer: counting from the
+  // send keeps lastRenewal() at or before etcd's own renewal, so that a fencing deadline
+  // derived from it never falls after the lease's real expiry.
+  const absl::Duration sent = systemClock().monotonicNow();
   bool answered = stream->Write(request) && stream->Read(&response);
   stream->WritesDone();
   grpc::Status status = stream->Finish();
@@ -94,7 +98,7 @@ absl::Status LeaseKeepAlive::renewOnce(absl::Duration timeout) {
         fmt::format("etcd lease {:x} has expired: everything bound to it was deleted", lease_.id));
   }
   absl::MutexLock lock(&mu_);
-  last_renewal_ = systemClock().monotonicNow();
+  last_renewal_ = sent;
   ++renewals_;
   return absl::OkStatus();
 }

@@ -26,8 +26,9 @@ class LeaseKeepAlive {
 
   int64_t id() const { return lease_.id; }
 
-  // Monotonic time (systemClock()) when etcd last confirmed a renewal; the creation time of
-  // this object before the first one.
+  // Monotonic time (systemClock()) when the last renewal that etcd confirmed was sent (etcd
+  // renewed the lease at that moment or later); the creation time of this object before the
+  // first one.
   absl::Duration lastRenewal() const;
   uint64_t renewals() const;
 

@@ -365,5 +365,27 @@ TEST_F(AgentTest, FencesItsHaVmsWhenItsLeaseCannotBeRenewed) {
   EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
 }
 
+TEST_F(AgentTest, ReportsAVmmThatDies) {
+  flotilla::v1::AgentVm vm;
+  grpc::Status created = createVm(*host_, netVm("crash1", "10.77.0.6"), &vm);
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  ASSERT_EQ(::kill(static_cast<pid_t>(vm.vmm_pid()), SIGKILL), 0);
+  bool failed = false;
+  for (int attempt = 0; attempt < 100 && !failed; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(50));
+    failed = getVm(*host_, "crash1", &vm).ok() && vm.state() == flotilla::v1::VM_STATE_FAILED;
+  }
+  ASSERT_TRUE(failed) << vm.DebugString();
+  EXPECT_EQ(vm.last_exit(), "killed by signal 9 (Killed)");
+  EXPECT_EQ(vm.vmm_pid(), 0u);
+  // It can be started again.
+  grpc::ClientContext context;
+  flotilla::v1::AgentVmRequest start;
+  start.set_name("crash1");
+  grpc::Status started = host_->api().StartVm(&context, start, &vm);
+  ASSERT_TRUE(started.ok()) << started.error_message();
+  EXPECT_EQ(vm.state(), flotilla::v1::VM_STATE_RUNNING);
+}
+
 }  // namespace
 }  // namespace flotilla::agent

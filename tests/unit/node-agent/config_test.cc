@@ -86,5 +86,12 @@ TEST(AgentConfigTest, ErrorsNameTheKeyAndTheFix) {
   expectError("host: Host_A\nplaintext: true\netcd: {endpoints: [a:1]}\n", "not a valid host name");
 }
 
+TEST(AgentConfigTest, TheExampleFileIsValid) {
+  auto config = loadAgentConfig(FLOTILLA_SOURCE_DIR "/deploy/agent.example.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->host, "host-a");
+  EXPECT_EQ(config->pools.size(), 2u);
+}
+
 }  // namespace
 }  // namespace flotilla::agent
