@@ -99,7 +99,6 @@ absl::Status AgentHost::startAgent() {
   std::string config = fmt::format(
       "host: {name}\n"
       "listen: {address}:7100\n"
-      "plaintext: true\n"
       "socket: {dir}/agent.sock\n"
       "state_dir: {dir}/state\n"
       "run_dir: {dir}/run\n"
@@ -108,7 +107,7 @@ absl::Status AgentHost::startAgent() {
       "etcd:\n  endpoints: [{etcd}]\n"
       "lease_ttl: {ttl}\n"
       "fence_after: {fence}\n"
-      "report_interval: 500ms\n"
+      "report_interval: {report}\n"
       "stop_grace: 2s\n"
       "cgroup_parent: {cgroup}\n"
       "ovs:\n  db: unix:{ovs}/db.sock\n  datapath: netdev\n",
@@ -116,10 +115,17 @@ absl::Status AgentHost::startAgent() {
       fmt::arg("vmm", FLOTILLA_VMM), fmt::arg("etcd", options_.etcd_endpoint),
       fmt::arg("ttl", absl::FormatDuration(options_.lease_ttl)),
       fmt::arg("fence", absl::FormatDuration(options_.fence_after)),
+      fmt::arg("report", absl::FormatDuration(options_.report_interval)),
       fmt::arg("cgroup", cgroupParent()), fmt::arg("ovs", ovs_->dir()));
   if (options_.tunnels) {
     config += fmt::format(
         "  underlay_port: eth0\n  underlay_cidr: {}/24\n  tunnel_ip: {}\n", address_, address_);
+  }
+  if (options_.tls_ca.empty()) {
+    config += "plaintext: true\n";
+  } else {
+    config += fmt::format("tls: {{ca: {}, cert: {}, key: {}}}\n", options_.tls_ca,
+                          options_.tls_cert, options_.tls_key);
   }
   config += fmt::format("pools:\n  - name: local\n    type: dir\n    path: {}\n", poolDir());
   config += options_.extra_config;

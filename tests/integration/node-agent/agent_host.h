@@ -47,6 +47,12 @@ struct AgentHostOptions {
   bool tunnels = false;
   absl::Duration lease_ttl = absl::Seconds(4);
   absl::Duration fence_after = absl::Seconds(2);
+  // How often the agent refreshes its host report (the agent's own default is 3 s).
+  absl::Duration report_interval = absl::Milliseconds(500);
+  // TLS for AgentService on TCP (PEM files); empty: plaintext.
+  std::string tls_ca{};
+  std::string tls_cert{};
+  std::string tls_key{};
   // More YAML appended to the agent's configuration (e.g. pools).
   std::string extra_config{};
 };
@@ -66,6 +72,8 @@ class AgentHost {
   // SIGTERM, and waits for it to exit.
   absl::Status stopAgent();
   bool agentRunning();
+  // The agent's process id (nsenter execs flotilla-agent in place); -1 when none was started.
+  pid_t agentPid() const { return agent_.pid(); }
 
   flotilla::v1::AgentService::Stub& api() { return *api_; }
   const ::flotilla::testing::NetNamespace& ns() const { return *ns_; }
