@@ -131,6 +131,7 @@ int runAgent(int argc, const char* const* argv) {
   if (!etcd.ok()) return fail(etcd.status(), 1);
 
   HostReporterOptions report_options{.host = config->host,
+                                     .renewal_file = config->state_dir + "/lease-renewal",
                                      .key_prefix = "/flotilla/v1/",
                                      .lease_ttl = config->lease_ttl,
                                      .fence_after = config->fence_after,

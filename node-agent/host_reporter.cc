@@ -1,12 +1,25 @@
 // The agent's host record in etcd and its self-fencing (see host_reporter.h).
 #include "node-agent/host_reporter.h"
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
 
 namespace flotilla::agent {
+namespace {
+
+// This boot's id (/proc/sys/kernel/random/boot_id); empty when unreadable.
+std::string bootId() {
+  auto id = readFileToString("/proc/sys/kernel/random/boot_id", 4096);
+  return id.ok() ? std::string(absl::StripAsciiWhitespace(*id)) : "";
+}
+
+}  // namespace
 
 HostReporter::HostReporter(etcd::EtcdClient& etcd, VmManager& vms, StatusSource source,
                            HostReporterOptions options)
@@ -14,7 +27,21 @@ HostReporter::HostReporter(etcd::EtcdClient& etcd, VmManager& vms, StatusSource 
       vms_(vms),
       source_(std::move(source)),
       options_(std::move(options)),
-      log_(Logger("agent.report").with("host", options_.host)) {}
+      log_(Logger("agent.report").with("host", options_.host)),
+      initial_renewal_(systemClock().monotonicNow()) {
+  // The previous agent process's last renewal, when it was in this boot: CLOCK_MONOTONIC
+  // values are comparable across processes of one boot only.
+  if (options_.renewal_file.empty()) return;
+  auto saved = readFileToString(options_.renewal_file, 4096);
+  if (!saved.ok()) return;
+  std::vector<std::string> fields = absl::StrSplit(*saved, ' ', absl::SkipWhitespace());
+  int64_t nanoseconds = 0;
+  if (fields.size() == 2 && fields[0] == bootId() && absl::SimpleAtoi(fields[1], &nanoseconds)) {
+    initial_renewal_ = std::min(initial_renewal_, absl::Nanoseconds(nanoseconds));
+    log_.info("the previous agent's lease was last renewed {} ago",
+              absl::FormatDuration(systemClock().monotonicNow() - initial_renewal_));
+  }
+}
 
 HostReporter::~HostReporter() {
   stop();
@@ -50,8 +77,23 @@ flotilla::v1::HostStatus HostReporter::current() {
 
 absl::Duration HostReporter::sinceRenewal() {
   absl::MutexLock lock(&mu_);
-  if (keepalive_ == nullptr) return absl::ZeroDuration();
-  return systemClock().monotonicNow() - keepalive_->lastRenewal();
+  const absl::Duration last = keepalive_ == nullptr ? initial_renewal_ : keepalive_->lastRenewal();
+  return systemClock().monotonicNow() - last;
+}
+
+void HostReporter::saveRenewal() {
+  if (options_.renewal_file.empty()) return;
+  absl::Duration last;
+  {
+    absl::MutexLock lock(&mu_);
+    if (keepalive_ == nullptr) return;
+    last = keepalive_->lastRenewal();
+    if (last == saved_renewal_) return;
+    saved_renewal_ = last;
+  }
+  absl::Status saved = writeFileAtomically(
+      options_.renewal_file, fmt::format("{} {}\n", bootId(), absl::ToInt64Nanoseconds(last)));
+  if (!saved.ok()) log_.warn("cannot save the lease's renewal time: {}", saved.message());
 }
 
 absl::Status HostReporter::reportOnce() {
@@ -97,6 +139,7 @@ absl::Status HostReporter::reportOnce() {
   ASSIGN_OR_RETURN(int64_t revision,
                    etcd_.put(statusKey(), value, static_cast<int64_t>(status.lease_id())));
   (void)revision;
+  saveRenewal();
   return absl::OkStatus();
 }
 

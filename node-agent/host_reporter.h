@@ -31,6 +31,10 @@ namespace flotilla::agent {
 
 struct HostReporterOptions {
   std::string host;
+  // Where the time of the last confirmed renewal is kept across agent restarts (boot id and
+  // CLOCK_MONOTONIC): a restarted agent that cannot reach etcd fences counting from the
+  // previous process's last renewal, not from its own start. Empty: not kept.
+  std::string renewal_file;
   std::string key_prefix = "/flotilla/v1/";
   absl::Duration lease_ttl = absl::Seconds(10);
   absl::Duration fence_after = absl::Seconds(7);
@@ -63,8 +67,10 @@ class HostReporter {
   void reportLoop();
   void fenceLoop();
   absl::Status reportOnce();
-  // Time since the lease was last renewed (or granted); zero while none was ever granted.
+  // Time since the lease was last renewed (or granted); before the first lease of this
+  // process, since the previous process's last renewal (renewal_file) or this one's start.
   absl::Duration sinceRenewal();
+  void saveRenewal();
 
   etcd::EtcdClient& etcd_;
   VmManager& vms_;
@@ -75,6 +81,8 @@ class HostReporter {
   std::unique_ptr<etcd::LeaseKeepAlive> keepalive_ ABSL_GUARDED_BY(mu_);
   flotilla::v1::HostStatus current_ ABSL_GUARDED_BY(mu_);
   bool fenced_ ABSL_GUARDED_BY(mu_) = false;  // since the current lease's last renewal
+  absl::Duration initial_renewal_;  // what counts as the last renewal before the first lease
+  absl::Duration saved_renewal_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> fences_{0};
   absl::Notification stopping_;
   std::thread report_thread_;

@@ -365,6 +365,29 @@ TEST_F(AgentTest, FencesItsHaVmsWhenItsLeaseCannotBeRenewed) {
   EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
 }
 
+TEST_F(AgentTest, ARestartedAgentThatCannotReachEtcdStillFences) {
+  flotilla::v1::AgentVm ha;
+  grpc::Status created = createVm(*host_, netVm("ha2", "10.77.0.7", /*ha=*/true), &ha);
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  const pid_t ha_pid = static_cast<pid_t>(ha.vmm_pid());
+  auto ha_stats = readProcessStats(ha_pid);
+  ASSERT_TRUE(ha_stats.ok()) << ha_stats.status();
+  // Let a report (and its renewal time) reach the disk, then lose the agent and etcd at once.
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_TRUE(host_->killAgent().ok());
+  ASSERT_TRUE(etcd_->kill(0).ok());
+  absl::Status restarted = host_->startAgent();
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  bool fenced = false;
+  for (int attempt = 0; attempt < 300 && !fenced; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(100));
+    fenced = !stillRuns(ha_pid, ha_stats->start_time);
+  }
+  EXPECT_TRUE(fenced) << "the HA VM still runs on a host that cannot reach etcd";
+  EXPECT_THAT(host_->agentLog(), HasSubstr("the previous agent's lease was last renewed"));
+  EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
+}
+
 TEST_F(AgentTest, ReportsAVmmThatDies) {
   flotilla::v1::AgentVm vm;
   grpc::Status created = createVm(*host_, netVm("crash1", "10.77.0.6"), &vm);
