@@ -404,6 +404,14 @@ void VmManager::unprovision(const AgentVmRecord& record) {
   std::filesystem::remove_all(vmDir(record.vm().name()), error);
 }
 
+absl::Status VmManager::forget(const AgentVmRecord& record) {
+  unprovision(record);
+  RETURN_IF_ERROR(store_.remove(record.vm().name()));
+  absl::MutexLock lock(&mu_);
+  vms_.erase(record.vm().name());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AgentVm> VmManager::createVm(const flotilla::v1::CreateVmRequest& request) {
   auto entry = std::make_shared<Entry>();
   absl::MutexLock op(&entry->op_mu);
@@ -648,12 +656,7 @@ absl::Status VmManager::deleteVm(std::string_view name) {
     absl::MutexLock lock(&entry->mu);
     record = entry->record;
   }
-  unprovision(record);
-  RETURN_IF_ERROR(store_.remove(name));
-  {
-    absl::MutexLock lock(&mu_);
-    vms_.erase(std::string(name));
-  }
+  RETURN_IF_ERROR(forget(record));
   log_.with("vm", name).info("deleted");
   return absl::OkStatus();
 }
@@ -877,12 +880,7 @@ absl::StatusOr<AgentVm> VmManager::finishMigration(std::string_view name,
     }
     record = entry->record;
   }
-  unprovision(record);
-  RETURN_IF_ERROR(store_.remove(name));
-  {
-    absl::MutexLock lock(&mu_);
-    vms_.erase(std::string(name));
-  }
+  RETURN_IF_ERROR(forget(record));
   log_.with("vm", name).info("migrated away; removed");
   setState(record, VmState::VM_STATE_STOPPED, "migrated away");
   return record.vm();
@@ -914,12 +912,7 @@ absl::StatusOr<AgentVm> VmManager::abortMigration(std::string_view name,
       absl::MutexLock lock(&entry->mu);
       record = entry->record;
     }
-    unprovision(record);
-    RETURN_IF_ERROR(store_.remove(name));
-    {
-      absl::MutexLock lock(&mu_);
-      vms_.erase(std::string(name));
-    }
+    RETURN_IF_ERROR(forget(record));
     log_.with("vm", name).info("incoming migration aborted; removed");
     setState(record, VmState::VM_STATE_STOPPED, "migration aborted");
     return record.vm();

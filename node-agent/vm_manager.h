@@ -99,6 +99,8 @@ class VmManager {
   // Taps and ports, cgroup; undone on failure.
   absl::Status provision(const flotilla::v1::AgentVmRecord& record);
   void unprovision(const flotilla::v1::AgentVmRecord& record);
+  // unprovision(), then the record and the map entry go: the VM is no longer on this host.
+  absl::Status forget(const flotilla::v1::AgentVmRecord& record);
   // Spawns the VMM for `entry` (its op lock held) and waits until it serves its API.
   absl::Status launch(Entry& entry, std::string_view incoming, std::string_view token);
   absl::Status stopLocked(Entry& entry, absl::Duration grace);

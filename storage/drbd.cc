@@ -15,30 +15,13 @@
 
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "common/text.h"
 #include "fmt/format.h"
 #include "storage/pool.h"
 
 namespace flotilla::storage {
 namespace {
 
-// The pieces of `text` between `separator`s (empty pieces included).
-std::vector<std::string_view> splitText(std::string_view text, char separator) {
-  std::vector<std::string_view> pieces;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(separator, start);
-    if (end == std::string_view::npos) {
-      pieces.push_back(text.substr(start));
-      return pieces;
-    }
-    pieces.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-}
-
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
 
 constexpr int kMaxNodeId = 31;            // DRBD 9: node ids 0..31
 constexpr int kMaxMinor = (1 << 20) - 1;  // the largest minor drbd accepts

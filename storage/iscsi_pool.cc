@@ -11,29 +11,12 @@
 #include <utility>
 
 #include "common/status.h"
+#include "common/text.h"
 #include "fmt/format.h"
 
 namespace flotilla::storage {
 namespace {
 
-// The pieces of `text` between `separator`s (empty pieces included).
-std::vector<std::string_view> splitText(std::string_view text, char separator) {
-  std::vector<std::string_view> pieces;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(separator, start);
-    if (end == std::string_view::npos) {
-      pieces.push_back(text.substr(start));
-      return pieces;
-    }
-    pieces.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-}
-
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
 
 constexpr size_t kMaxIqnBytes = 223;  // RFC 3720
 constexpr size_t kMaxVolumeName = 63;
