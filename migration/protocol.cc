@@ -29,7 +29,7 @@ constexpr int kSocketBufferBytes = 4 << 20;
 
 bool knownType(uint16_t type) {
   return type >= static_cast<uint16_t>(FrameType::kHello) &&
-         type <= static_cast<uint16_t>(FrameType::kRoundDone);
+         type <= static_cast<uint16_t>(FrameType::kDisksDone);
 }
 
 // The most payload a frame of `type` may carry.
@@ -37,6 +37,8 @@ uint64_t maxPayload(FrameType type) {
   switch (type) {
     case FrameType::kPages:
       return 8 + kMaxPagesPerBatch * (sizeof(uint64_t) + kPageBytes);
+    case FrameType::kDiskData:
+      return 16 + kMaxPagesPerBatch * kPageBytes;  // disk_transfer.h: 1 MiB of data at most
     case FrameType::kLayoutAccepted:
     case FrameType::kComplete:
     case FrameType::kReady:
@@ -177,6 +179,12 @@ std::string_view frameTypeName(FrameType type) {
       return "error";
     case FrameType::kRoundDone:
       return "round done";
+    case FrameType::kDisks:
+      return "disks";
+    case FrameType::kDiskData:
+      return "disk data";
+    case FrameType::kDisksDone:
+      return "disks done";
   }
   return "unknown";
 }
@@ -205,9 +213,13 @@ void Connection::interrupt() {
   interrupted_.store(true);
 }
 
-absl::Status Connection::waitFor(short events, std::string_view what) {
+void Connection::clearInterrupt() {
+  interrupted_.store(false);
+}
+
+absl::Status Connection::waitFor(short events, std::string_view what, absl::Duration timeout) {
   constexpr absl::Duration kSlice = absl::Milliseconds(100);  // how soon interrupt() is seen
-  const absl::Duration deadline = systemClock().monotonicNow() + io_timeout_;
+  const absl::Duration deadline = systemClock().monotonicNow() + timeout;
   while (true) {
     if (cancelled() || interrupted_.load()) {
       return cancelledError();
@@ -215,7 +227,7 @@ absl::Status Connection::waitFor(short events, std::string_view what) {
     const absl::Duration left = deadline - systemClock().monotonicNow();
     if (left <= absl::ZeroDuration()) {
       return absl::DeadlineExceededError(
-          fmt::format("{} did not {} for {}", peer_, what, absl::FormatDuration(io_timeout_)));
+          fmt::format("{} did not {} for {}", peer_, what, absl::FormatDuration(timeout)));
     }
     pollfd ready{socket_.get(), events, 0};
     const int rc = ::poll(&ready, 1, timeoutMs(std::min(left, kSlice)));
@@ -242,7 +254,7 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        if (absl::Status writable = waitFor(POLLOUT, "take data"); !writable.ok()) {
+        if (absl::Status writable = waitFor(POLLOUT, "take data", io_timeout_); !writable.ok()) {
           broken_ = total != frame;
           return writable;
         }
@@ -254,7 +266,7 @@ absl::Status Connection::writeAll(std::vector<iovec> pieces, size_t total) {
       return absl::UnavailableError(fmt::format("sending to {}: {}", peer_, std::strerror(errno)));
     }
     const auto sent = static_cast<size_t>(n);
-    bytes_sent_ += sent;
+    bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
     total -= sent;
     first = consume(pieces, first, sent);
   }
@@ -312,7 +324,7 @@ absl::Status Connection::readAll(std::span<const iovec> into) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        RETURN_IF_ERROR(waitFor(POLLIN, "send data"));
+        RETURN_IF_ERROR(waitFor(POLLIN, "send data", io_timeout_));
         continue;
       }
       if (cancelled()) {
@@ -329,7 +341,7 @@ absl::Status Connection::readAll(std::span<const iovec> into) {
           fmt::format("{} closed the connection in the middle of the stream", peer_));
     }
     const auto got = static_cast<size_t>(n);
-    bytes_received_ += got;
+    bytes_received_.fetch_add(got, std::memory_order_relaxed);
     total -= got;
     first = consume(pieces, first, got);
   }
@@ -422,6 +434,15 @@ absl::Status Connection::readMessage(const FrameHeader& header,
                                            frameTypeName(static_cast<FrameType>(header.type))));
   }
   return absl::OkStatus();
+}
+
+absl::Status Connection::waitReadable(absl::Duration timeout) {
+  return waitFor(POLLIN, "send anything", timeout);
+}
+
+bool Connection::inputPending() {
+  pollfd ready{socket_.get(), POLLIN, 0};
+  return ::poll(&ready, 1, 0) > 0;
 }
 
 absl::Status Connection::peerError(const FrameHeader& header) {
@@ -540,7 +561,7 @@ absl::StatusOr<Listener> listenOn(std::string_view address) {
     const int one = 1;
     (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (::bind(fd.get(), candidate->ai_addr, candidate->ai_addrlen) != 0 ||
-        ::listen(fd.get(), 4) != 0) {
+        ::listen(fd.get(), static_cast<int>(kMaxStreams)) != 0) {
       last = absl::UnavailableError(
           fmt::format("cannot listen for a migration on {}: {}", address, std::strerror(errno)));
       continue;

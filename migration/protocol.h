@@ -1,6 +1,7 @@
-// The migration stream (docs/migration.md, "The stream"): frames over one TCP connection
-// between the sending and the receiving VMM. Every frame is a 24-byte header, then its
-// payload:
+// The migration stream (docs/migration.md, "The stream"): frames over TCP connections
+// between the sending and the receiving VMM (one main connection, and with the streams
+// capability up to kMaxStreams - 1 data streams that carry page batches). Every frame is a 24-byte
+// header, then its payload:
 //
 //   u32 magic "FMIG"   u16 type   u16 flags   u32 payload bytes
 //   u32 CRC-32C of the payload   u64 sequence number (0, 1, 2, ... per direction)
@@ -45,8 +46,15 @@ inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint32_t kMaxPagesPerBatch = 256;  // 1 MiB of data
 inline constexpr uint32_t kMaxControlBytes = 64u << 20;
 inline constexpr uint64_t kZeroPageFlag = 1;
-// Capability bits (MigrationHello.capabilities): the compressions (compression.h).
-inline constexpr uint64_t kKnownCapabilities = kCapabilityZstd | kCapabilityLz4;
+// Capability bits (MigrationHello.capabilities): the compressions (compression.h), several
+// TCP streams (MigrationHello.streams, docs/migration.md "Several streams"), and disks moved
+// with a cold migration (docs/migration.md, "Disks").
+inline constexpr uint64_t kCapabilityStreams = 1u << 2;
+inline constexpr uint64_t kCapabilityDisks = 1u << 3;
+inline constexpr uint64_t kKnownCapabilities =
+    kCapabilityZstd | kCapabilityLz4 | kCapabilityStreams | kCapabilityDisks;
+// The most TCP streams one migration uses, the main connection included.
+inline constexpr uint32_t kMaxStreams = 8;
 
 enum class FrameType : uint16_t {
   kHello = 1,           // MigrationHello (sender -> target)
@@ -63,6 +71,9 @@ enum class FrameType : uint16_t {
   kCancel = 12,         // MigrationError (sender -> target): stop, discard what you have
   kError = 13,          // MigrationError (either way): a failure; the stream ends
   kRoundDone = 14,      // MigrationRound (target -> sender): every page before kRound is in
+  kDisks = 15,          // MigrationDisks: the disks whose data follows (cold, before kLayout)
+  kDiskData = 16,       // DiskDataHeader (disk_transfer.h), then the data
+  kDisksDone = 17,      // MigrationDisks: every disk's data was sent (bytes per disk)
 };
 
 std::string_view frameTypeName(FrameType type);
@@ -87,6 +98,9 @@ class Connection {
   Connection(UniqueFd socket, std::string peer, absl::Duration io_timeout);
 
   const std::string& peer() const { return peer_; }
+  absl::Duration ioTimeout() const { return io_timeout_; }
+  // Not while another thread uses the connection.
+  void setIoTimeout(absl::Duration io_timeout) { io_timeout_ = io_timeout; }
 
   // `flags`: kPages frames only (the compression of its data, compression.h).
   absl::Status send(FrameType type, std::span<const iovec> payload, uint16_t flags = 0);
@@ -112,6 +126,12 @@ class Connection {
   // readHeader, and a kError / kCancel frame into an error with its message.
   absl::StatusOr<FrameHeader> next();
 
+  // Waits up to `timeout` until something can be read (a frame, the end of the stream or an
+  // error): OK, DeadlineExceeded, or Cancelled.
+  absl::Status waitReadable(absl::Duration timeout);
+  // Something can be read now (a frame, the end of the stream or an error), without waiting.
+  bool inputPending();
+
   // Best effort: a kError or kCancel frame with `message`, without waiting long.
   void sendError(FrameType type, std::string_view message);
 
@@ -122,14 +142,18 @@ class Connection {
   // the connection: sendError() can still tell the peer why, unless a frame was left half
   // written (then the stream is broken and it sends nothing).
   void interrupt();
+  // Undoes interrupt(): reads and writes work again (unless the stream broke meanwhile).
+  void clearInterrupt();
+  bool interrupted() const { return interrupted_.load(); }
 
-  uint64_t bytesSent() const { return bytes_sent_; }
-  uint64_t bytesReceived() const { return bytes_received_; }
+  // From any thread.
+  uint64_t bytesSent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  uint64_t bytesReceived() const { return bytes_received_.load(std::memory_order_relaxed); }
 
  private:
   absl::Status writeAll(std::vector<iovec> pieces, size_t total);
   absl::Status readAll(std::span<const iovec> into);
-  absl::Status waitFor(short events, std::string_view what);
+  absl::Status waitFor(short events, std::string_view what, absl::Duration timeout);
   absl::Status peerError(const FrameHeader& header);
   absl::Status cancelledError() const;
 
@@ -138,8 +162,8 @@ class Connection {
   absl::Duration io_timeout_;
   uint64_t send_sequence_ = 0;
   uint64_t receive_sequence_ = 0;
-  uint64_t bytes_sent_ = 0;
-  uint64_t bytes_received_ = 0;
+  std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> bytes_received_{0};
   // The frame being read.
   FrameHeader current_{};
   uint32_t remaining_ = 0;

@@ -5,8 +5,10 @@
 #include <cstring>
 
 #include "common/status.h"
+#include "common/thread.h"
 #include "fmt/format.h"
 #include "migration/convergence.h"
+#include "migration/disk_transfer.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace flotilla::migration {
@@ -34,12 +36,17 @@ const char* phaseName(MigrationPhase phase) {
 MigrationSender::MigrationSender(SourceVm& vm, SendOptions options, Clock& clock)
     : vm_(vm), options_(std::move(options)), clock_(clock), log_(Logger("migration")) {}
 
+MigrationSender::~MigrationSender() {
+  stopStreams();
+}
+
 bool MigrationSender::cancel() {
   absl::MutexLock lock(&mu_);
   if (handed_over_) return false;
   cancelled_ = true;
-  // Interrupted, not closed: the target is told in a cancel frame.
+  // Interrupted, not closed: the target is told in a cancel frame on the main connection.
   if (connection_ != nullptr) connection_->interrupt();
+  for (Connection* data : data_connections_) data->interrupt();
   return true;
 }
 
@@ -53,7 +60,13 @@ bool MigrationSender::sourceRunning() const {
   return !paused_;
 }
 
-absl::Status MigrationSender::run(Connection& connection) {
+uint64_t MigrationSender::bytesSent() const {
+  uint64_t bytes = 0;
+  for (const auto& stream : streams_) bytes += stream->connection->bytesSent();
+  return bytes;
+}
+
+absl::Status MigrationSender::run(Connection& connection, const StreamConnector& connect_stream) {
   const absl::Duration start = clock_.monotonicNow();
   {
     absl::MutexLock lock(&mu_);
@@ -62,16 +75,20 @@ absl::Status MigrationSender::run(Connection& connection) {
     if (cancelled_) connection.interrupt();
   }
   memory_ = vm_.memory();
-  buffer_.resize(kMaxPagesPerBatch * kPageBytes);
-  absl::Status status = precopy(connection);
+  auto main_stream = std::make_unique<PageStream>();
+  main_stream->connection = &connection;
+  streams_.push_back(std::move(main_stream));
+  absl::Status status = precopy(connection, connect_stream);
   if (status.ok()) status = switchover(connection);
   update([&](MigrationStats& stats) {
     stats.total_time = clock_.monotonicNow() - start;
-    stats.bytes_sent = connection.bytesSent();
+    stats.bytes_sent = bytesSent();
   });
   if (!status.ok()) fail(connection, status);
+  stopStreams();
   absl::MutexLock lock(&mu_);
   connection_ = nullptr;
+  data_connections_.clear();
   return status;
 }
 
@@ -95,11 +112,12 @@ void MigrationSender::fail(Connection& connection, const absl::Status& status) {
     return;
   }
   // Tell the target (unless it is the one that failed or the connection is gone), then make
-  // this VM whole again.
+  // this VM whole again. The data streams carry no message: they just end.
   if (!absl::IsAborted(status)) {
     connection.sendError(cancelled ? FrameType::kCancel : FrameType::kError,
                          std::string(status.message()));
   }
+  for (size_t i = 1; i < streams_.size(); ++i) streams_[i]->connection->cancel();
   vm_.setThrottle(0);
   if (absl::Status stopped = vm_.stopDirtyLog(); !stopped.ok()) {
     log_.warn("stopping dirty logging: {}", stopped.message());
@@ -125,15 +143,28 @@ void MigrationSender::fail(Connection& connection, const absl::Status& status) {
   log_.warn("migration to {} failed, the VM runs here: {}", connection.peer(), status.message());
 }
 
-absl::Status MigrationSender::precopy(Connection& connection) {
-  const flotilla::v1::MigrationMemoryLayout layout = vm_.layout();
-  if (layout.memory_bytes() != memory_.size() || layout.memory_bytes() % kPageBytes != 0) {
-    return absl::InternalError("the VM's memory does not match its layout");
+absl::Status MigrationSender::hello(Connection& connection, const StreamConnector& connect_stream) {
+  if (options_.streams < 1 || options_.streams > kMaxStreams) {
+    return absl::InvalidArgumentError(
+        fmt::format("a migration uses 1 to {} streams, not {}", kMaxStreams, options_.streams));
+  }
+  if (options_.streams > 1 && !connect_stream) {
+    return absl::InternalError("several migration streams need a way to connect them");
+  }
+  if (options_.with_disks && !options_.cold) {
+    return absl::InvalidArgumentError(
+        "disks move only with a cold migration: the guest must not write them meanwhile");
   }
   flotilla::v1::MigrationHello hello;
   hello.set_version_major(kVersionMajor);
   hello.set_version_minor(kVersionMinor);
-  hello.set_capabilities(capabilityOf(options_.compression));
+  uint64_t capabilities = capabilityOf(options_.compression);
+  if (options_.streams > 1) {
+    capabilities |= kCapabilityStreams;
+    hello.set_streams(options_.streams);
+  }
+  if (options_.with_disks) capabilities |= kCapabilityDisks;
+  hello.set_capabilities(capabilities);
   hello.set_token(options_.token);
   RETURN_IF_ERROR(connection.send(FrameType::kHello, hello));
   ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kHelloReply));
@@ -146,35 +177,123 @@ absl::Status MigrationSender::precopy(Connection& connection) {
   }
   if (options_.compression != Compression::kNone) {
     if ((reply.capabilities() & capabilityOf(options_.compression)) != 0) {
-      codec_ = std::make_unique<Codec>(options_.compression);
+      streams_[0]->codec = std::make_unique<Codec>(options_.compression);
     } else {
       log_.warn("{} does not take {} compression: page data goes uncompressed", connection.peer(),
                 compressionName(options_.compression));
     }
   }
+  if (options_.with_disks && (reply.capabilities() & kCapabilityDisks) == 0) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} does not take disks (an older flotilla-vmm?): move them another way",
+                    connection.peer()));
+  }
+  uint32_t count = 1;
+  if (options_.streams > 1) {
+    if ((reply.capabilities() & kCapabilityStreams) == 0 || reply.streams() <= 1) {
+      log_.warn("{} does not take several streams: the migration uses one", connection.peer());
+    } else if (reply.streams() > options_.streams) {
+      return absl::DataLossError(fmt::format("{} accepted {} streams where {} were asked for",
+                                             connection.peer(), reply.streams(), options_.streams));
+    } else {
+      count = reply.streams();
+    }
+  }
+  for (uint32_t index = 1; index < count; ++index) {
+    RETURN_IF_ERROR(openStream(connection, reply, index, count, connect_stream));
+  }
+  update([count](MigrationStats& stats) { stats.streams = count; });
+  if (count > 1) {
+    log_.info("{} streams to {}", count, connection.peer());
+    for (size_t i = 1; i < streams_.size(); ++i) {
+      PageStream* stream = streams_[i].get();
+      stream->thread = std::thread([this, stream] { streamThread(*stream); });
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::openStream(Connection& main,
+                                         const flotilla::v1::MigrationHelloReply& reply,
+                                         uint32_t index, uint32_t count,
+                                         const StreamConnector& connect_stream) {
+  auto connected = connect_stream(index);
+  if (!connected.ok()) {
+    return annotate(connected.status(), fmt::format("opening data stream {} of {} to {}", index,
+                                                    count - 1, main.peer()));
+  }
+  auto stream = std::make_unique<PageStream>();
+  stream->index = index;
+  stream->owned = std::move(*connected);
+  stream->connection = stream->owned.get();
+  if (streams_[0]->codec != nullptr) {
+    stream->codec = std::make_unique<Codec>(streams_[0]->codec->compression());
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    data_connections_.push_back(stream->connection);
+    if (cancelled_) stream->connection->interrupt();
+  }
+  Connection& connection = *stream->connection;
+  streams_.push_back(std::move(stream));
+  // Its own hello: the token and the session the target gave on the main connection, so
+  // that no other connection can join this migration.
+  flotilla::v1::MigrationHello hello;
+  hello.set_version_major(kVersionMajor);
+  hello.set_version_minor(kVersionMinor);
+  hello.set_capabilities(reply.capabilities());
+  hello.set_token(options_.token);
+  hello.set_streams(count);
+  hello.set_session(reply.session());
+  hello.set_stream_index(index);
+  RETURN_IF_ERROR(connection.send(FrameType::kHello, hello));
+  ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kHelloReply));
+  flotilla::v1::MigrationHelloReply joined;
+  RETURN_IF_ERROR(connection.readMessage(header, joined));
+  if (joined.version_major() != kVersionMajor) {
+    return absl::DataLossError(fmt::format("{} answered stream {} with protocol {}.{}",
+                                           connection.peer(), index, joined.version_major(),
+                                           joined.version_minor()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrationSender::precopy(Connection& connection,
+                                      const StreamConnector& connect_stream) {
+  const flotilla::v1::MigrationMemoryLayout layout = vm_.layout();
+  if (layout.memory_bytes() != memory_.size() || layout.memory_bytes() % kPageBytes != 0) {
+    return absl::InternalError("the VM's memory does not match its layout");
+  }
+  RETURN_IF_ERROR(hello(connection, connect_stream));
+  if (options_.with_disks) RETURN_IF_ERROR(announceDisks(connection));
   RETURN_IF_ERROR(connection.send(FrameType::kLayout, layout));
-  ASSIGN_OR_RETURN(header, connection.expect(FrameType::kLayoutAccepted));
+  RETURN_IF_ERROR(connection.expect(FrameType::kLayoutAccepted).status());
   RETURN_IF_ERROR(connection.verify());
 
   pending_ = vmm::DirtyBitmap(layout.memory_bytes() / kPageBytes);
   vmm::DirtyBitmap& dirty = pending_;
+  {
+    absl::MutexLock lock(&pace_mu_);
+    pace_start_ = clock_.monotonicNow();
+    paced_bytes_ = 0;
+  }
   RETURN_IF_ERROR(vm_.startDirtyLog());
   if (options_.cold) {
-    // Cold: the guest stops first; one pass over its memory, then the switchover.
+    // Cold: the guest stops first; one pass over its memory, then the switchover. A page the
+    // switchover sends again goes on the same stream (pages are spread by address), after.
     RETURN_IF_ERROR(pauseVm());
+    if (options_.with_disks) RETURN_IF_ERROR(sendDisks(connection));
     ASSIGN_OR_RETURN(std::vector<ByteRange> populated, vm_.populated());
-    return sendRanges(connection, populated);
+    return sendRanges(populated, StreamEnd::kNone, 0);
   }
   update([](MigrationStats& stats) { stats.phase = MigrationPhase::kPrecopy; });
   const absl::Duration precopy_start = clock_.monotonicNow();
-  pace_start_ = precopy_start;
-  paced_bytes_ = 0;
 
   // Round 0: what the guest ever touched, zero pages left out.
   ASSIGN_OR_RETURN(std::vector<ByteRange> populated, vm_.populated());
   absl::Duration round_start = precopy_start;
   uint64_t round_bytes_start = processed_bytes_;
-  RETURN_IF_ERROR(sendRanges(connection, populated));
+  RETURN_IF_ERROR(sendRanges(populated, StreamEnd::kRound, 0));
   RETURN_IF_ERROR(endRound(connection, 0, 0));
   ConvergenceTracker tracker(options_.auto_converge);
   for (uint32_t round = 1;; ++round) {
@@ -194,7 +313,7 @@ absl::Status MigrationSender::precopy(Connection& connection) {
                                      .round = round});
     update([&](MigrationStats& stats) {
       stats.round = round;
-      stats.bytes_sent = connection.bytesSent();
+      stats.bytes_sent = bytesSent();
       stats.remaining_bytes = figures.dirty_bytes;
       stats.bandwidth = tracker.bandwidth();
       stats.dirty_rate = tracker.dirtyRate();
@@ -226,11 +345,54 @@ absl::Status MigrationSender::precopy(Connection& connection) {
     }
     round_start = now;
     round_bytes_start = processed_bytes_;
-    RETURN_IF_ERROR(sendPages(connection, dirty, false));
+    RETURN_IF_ERROR(sendPages(dirty, false, StreamEnd::kRound, round));
     RETURN_IF_ERROR(endRound(connection, round, dirty.count()));
     dirty.clear();
   }
   return absl::OkStatus();
+}
+
+absl::Status MigrationSender::announceDisks(Connection& connection) {
+  ASSIGN_OR_RETURN(local_disks_, vm_.localDisks());
+  ASSIGN_OR_RETURN(disks_, describeDisks(local_disks_));
+  // Before the layout: the target makes its files of the disks' sizes before it opens them.
+  return connection.send(FrameType::kDisks, disks_);
+}
+
+absl::Status MigrationSender::sendDisks(Connection& connection) {
+  // The guest is paused and its block I/O drained and flushed: the files hold what it wrote.
+  flotilla::v1::MigrationDisks done;
+  for (size_t i = 0; i < local_disks_.size(); ++i) {
+    const LocalDisk& disk = local_disks_[i];
+    const absl::Duration start = clock_.monotonicNow();
+    uint64_t sent = 0;
+    RETURN_IF_ERROR(readDisk(
+        disk, disks_.disks(static_cast<int>(i)).size_bytes(),
+        [&](uint64_t offset, std::span<const uint8_t> data) -> absl::Status {
+          {
+            absl::MutexLock lock(&mu_);
+            if (cancelled_) return absl::CancelledError("the migration was cancelled");
+          }
+          const DiskDataHeader header{.disk = disk.index, .reserved = 0, .offset = offset};
+          const iovec pieces[] = {{const_cast<DiskDataHeader*>(&header), sizeof(header)},
+                                  {const_cast<uint8_t*>(data.data()), data.size()}};
+          RETURN_IF_ERROR(connection.send(FrameType::kDiskData, pieces));
+          pace(sizeof(header) + data.size());
+          update([&](MigrationStats& stats) {
+            stats.disk_bytes += data.size();
+            stats.bytes_sent = bytesSent();
+          });
+          return absl::OkStatus();
+        },
+        sent));
+    flotilla::v1::MigrationDisk* finished = done.add_disks();
+    finished->set_index(disk.index);
+    finished->set_size_bytes(disks_.disks(static_cast<int>(i)).size_bytes());
+    finished->set_data_bytes(sent);
+    log_.info("disk {} ({}): {} bytes of data of {} sent in {}", disk.index, disk.path, sent,
+              finished->size_bytes(), absl::FormatDuration(clock_.monotonicNow() - start));
+  }
+  return connection.send(FrameType::kDisksDone, done);
 }
 
 absl::Status MigrationSender::endRound(Connection& connection, uint32_t round, uint64_t pages) {
@@ -238,8 +400,10 @@ absl::Status MigrationSender::endRound(Connection& connection, uint32_t round, u
   info.set_round(round);
   info.set_pages(pages);
   RETURN_IF_ERROR(connection.send(FrameType::kRound, info));
-  // Until the target has it all: the round's time, and so the measured rate, is the slower
-  // side's (with compression, the link can outrun the target's decompression).
+  // Until the target has it all, from every stream: the round's time, and so the measured
+  // rate, is the slower side's (with compression, the link can outrun the target's
+  // decompression), and no page of the next round can overtake one of this round on another
+  // stream.
   ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kRoundDone));
   flotilla::v1::MigrationRound done;
   RETURN_IF_ERROR(connection.readMessage(header, done));
@@ -268,11 +432,12 @@ absl::Status MigrationSender::switchover(Connection& connection) {
   }
   if (!paused) RETURN_IF_ERROR(pauseVm());
   const absl::Duration paused_done = clock_.monotonicNow();
-  // What the last round left dirty, and what the guest dirtied since.
+  // What the last round left dirty, and what the guest dirtied since; then each data stream
+  // ends, so that the target has every page before it loads the state.
   ASSIGN_OR_RETURN(uint64_t added, vm_.fetchDirtyLog(pending_));
   (void)added;
   const uint64_t last_pages = pending_.count();
-  RETURN_IF_ERROR(sendPages(connection, pending_, false));
+  RETURN_IF_ERROR(sendPages(pending_, false, StreamEnd::kComplete));
   pending_.clear();
   const absl::Duration pages_done = clock_.monotonicNow();
   ASSIGN_OR_RETURN(std::string state, vm_.saveDeviceState());
@@ -283,13 +448,8 @@ absl::Status MigrationSender::switchover(Connection& connection) {
   ASSIGN_OR_RETURN(FrameHeader header, connection.expect(FrameType::kReady));
   RETURN_IF_ERROR(connection.verify());
   const absl::Duration ready_at = clock_.monotonicNow();
-  {
-    // From here on the guest is the target's: a failure can no longer resume it here.
-    absl::MutexLock lock(&mu_);
-    if (cancelled_) return absl::CancelledError("the migration was cancelled");
-    handed_over_ = true;
-  }
-  RETURN_IF_ERROR(connection.sendEmpty(FrameType::kGo));
+  if (options_.stop_point) options_.stop_point("source-ready");
+  RETURN_IF_ERROR(handOver(connection));
   ASSIGN_OR_RETURN(header, connection.expect(FrameType::kResumed));
   RETURN_IF_ERROR(connection.verify());
   const absl::Duration downtime = clock_.monotonicNow() - paused_at_;
@@ -300,7 +460,7 @@ absl::Status MigrationSender::switchover(Connection& connection) {
     stats.remaining_bytes = 0;
   });
   log_.info("migrated to {}: {} rounds, {} bytes sent, paused {}", connection.peer(), stats().round,
-            connection.bytesSent(), absl::FormatDuration(downtime));
+            bytesSent(), absl::FormatDuration(downtime));
   log_.info(
       "switchover: pausing {}, last {} pages {}, device state ({} bytes) {}, target loading {}, "
       "go to resumed {}",
@@ -311,97 +471,228 @@ absl::Status MigrationSender::switchover(Connection& connection) {
   return absl::OkStatus();
 }
 
-absl::Status MigrationSender::sendRanges(Connection& connection,
-                                         const std::vector<ByteRange>& ranges) {
+absl::Status MigrationSender::handOver(Connection& connection) {
+  // The target sends nothing between kReady and kGo but an error, and closes its end only
+  // when it failed or died: either way it will never run the guest, and this VM resumes.
+  if (connection.inputPending()) {
+    auto next = connection.next();
+    if (!next.ok()) return annotate(next.status(), "after ready, before go");
+    const FrameHeader& header = *next;
+    return absl::DataLossError(fmt::format("{} sent a {} frame where it was waiting for go",
+                                           connection.peer(),
+                                           frameTypeName(static_cast<FrameType>(header.type))));
+  }
+  {
+    // From here on the guest is the target's: a failure can no longer resume it here.
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return absl::CancelledError("the migration was cancelled");
+    handed_over_ = true;
+  }
+  const uint64_t before = connection.bytesSent();
+  absl::Status sent = connection.sendEmpty(FrameType::kGo);
+  if (!sent.ok() && connection.bytesSent() == before) {
+    // Not one byte of kGo left this host: the target cannot run the guest.
+    absl::MutexLock lock(&mu_);
+    handed_over_ = false;
+  }
+  return sent;
+}
+
+absl::Status MigrationSender::sendRanges(const std::vector<ByteRange>& ranges, StreamEnd end,
+                                         uint32_t round) {
   vmm::DirtyBitmap pages(memory_.size() / kPageBytes);
   for (const ByteRange& range : ranges) {
     const uint64_t first = range.offset / kPageBytes;
-    const uint64_t end = std::min<uint64_t>(
+    const uint64_t end_page = std::min<uint64_t>(
         (range.offset + range.length + kPageBytes - 1) / kPageBytes, pages.pages());
-    if (end > first) pages.setRange(first, end - first);
+    if (end_page > first) pages.setRange(first, end_page - first);
   }
-  return sendPages(connection, pages, true);
+  return sendPages(pages, true, end, round);
 }
 
-absl::Status MigrationSender::sendPages(Connection& connection, const vmm::DirtyBitmap& pages,
-                                        bool skip_zero) {
-  absl::Status status = absl::OkStatus();
+absl::Status MigrationSender::sendPages(const vmm::DirtyBitmap& pages, bool skip_zero,
+                                        StreamEnd end, uint32_t round) {
+  const PageJob job{.pages = &pages, .skip_zero = skip_zero, .end = end, .round = round};
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    job_ = job;
+    ++job_generation_;
+    jobs_running_ = streams_.size() - 1;
+    job_error_ = absl::OkStatus();
+  }
+  // The main connection's share here, the data streams' on their threads meanwhile.
+  if (absl::Status mine = sendShare(*streams_[0], job); !mine.ok()) abortJob(mine);
+  absl::Status status;
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs_mu_) { return jobs_running_ == 0; };
+    jobs_mu_.Await(absl::Condition(&all_done));
+    status = job_error_;
+  }
+  aborting_.store(false);
   uint64_t zero = 0;
   uint64_t data = 0;
-  pages.forEachRun([&](uint64_t first, uint64_t count) {
-    for (uint64_t page = first; page < first + count && status.ok(); ++page) {
+  uint64_t compressed = 0;
+  for (const auto& stream : streams_) {
+    zero += stream->zero_pages;
+    data += stream->data_pages;
+    compressed += stream->compressed_batches;
+  }
+  processed_bytes_ += data * kPageBytes;
+  update([&](MigrationStats& stats) {
+    stats.zero_pages += zero;
+    stats.pages_sent += data;
+    stats.compressed_batches += compressed;
+    stats.bytes_sent = bytesSent();
+  });
+  return status;
+}
+
+void MigrationSender::abortJob(const absl::Status& status) {
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    if (job_error_.ok()) job_error_ = status;
+  }
+  if (aborting_.exchange(true)) return;
+  // Data streams blocked on a full socket give up within 100 ms; the main connection is left
+  // alone, as it must still carry the error to the target.
+  for (size_t i = 1; i < streams_.size(); ++i) streams_[i]->connection->interrupt();
+}
+
+void MigrationSender::streamThread(PageStream& stream) {
+  setCurrentThreadName(fmt::format("migration-s{}", stream.index));
+  uint64_t seen = 0;
+  while (true) {
+    PageJob job;
+    {
+      absl::MutexLock lock(&jobs_mu_);
+      auto next = [this, &seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs_mu_) {
+        return stopping_ || job_generation_ != seen;
+      };
+      jobs_mu_.Await(absl::Condition(&next));
+      if (stopping_) return;
+      seen = job_generation_;
+      job = job_;
+    }
+    if (absl::Status sent = sendShare(stream, job); !sent.ok()) {
+      abortJob(annotate(sent, fmt::format("data stream {}", stream.index)));
+    }
+    absl::MutexLock lock(&jobs_mu_);
+    --jobs_running_;
+  }
+}
+
+void MigrationSender::stopStreams() {
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    stopping_ = true;
+  }
+  for (const auto& stream : streams_) {
+    if (stream->thread.joinable()) stream->thread.join();
+  }
+}
+
+absl::Status MigrationSender::sendShare(PageStream& stream, const PageJob& job) {
+  stream.data_pages = 0;
+  stream.zero_pages = 0;
+  stream.compressed_batches = 0;
+  if (stream.buffer.empty()) stream.buffer.resize(kMaxPagesPerBatch * kPageBytes);
+  // Stream i takes the 64-page chunks (bitmap words) i, i + n, i + 2n, ...: a page always
+  // travels on the same stream, so two copies of it can never arrive out of order.
+  const std::span<const uint64_t> words = job.pages->words();
+  const size_t count = streams_.size();
+  for (size_t word = stream.index; word < words.size(); word += count) {
+    uint64_t bits = words[word];
+    while (bits != 0) {
+      const uint64_t page = word * 64 + static_cast<uint64_t>(__builtin_ctzll(bits));
+      bits &= bits - 1;
       const uint64_t offset = page * kPageBytes;
       // The guest may be writing this page right now: a page with data is copied first, so
       // that the checksum, the zero test and what goes on the wire all see the same bytes. A
       // page that changes after it was read is dirty again and goes in the next round. Most
       // pages of a first pass are zeroes: those are only read, never copied.
       const uint8_t* guest_page = memory_.data() + offset;
-      uint8_t* copy = buffer_.data() + batch_data_pages_ * kPageBytes;
+      uint8_t* copy = stream.buffer.data() + stream.batch_data_pages * kPageBytes;
       bool is_zero = vmm::isZeroPage(guest_page);
       if (!is_zero) {
         std::memcpy(copy, guest_page, kPageBytes);
         is_zero = vmm::isZeroPage(copy);
       }
       if (is_zero) {
-        if (skip_zero) continue;
-        entries_.push_back(offset | kZeroPageFlag);
-        ++zero;
+        if (job.skip_zero) continue;
+        stream.entries.push_back(offset | kZeroPageFlag);
+        ++stream.zero_pages;
       } else {
-        entries_.push_back(offset);
-        ++batch_data_pages_;
-        ++data;
-        processed_bytes_ += kPageBytes;
+        stream.entries.push_back(offset);
+        ++stream.batch_data_pages;
+        ++stream.data_pages;
       }
-      if (entries_.size() == kMaxPagesPerBatch) status = sendBatch(connection);
+      if (stream.entries.size() == kMaxPagesPerBatch) RETURN_IF_ERROR(sendBatch(stream));
     }
-  });
-  RETURN_IF_ERROR(status);
-  RETURN_IF_ERROR(sendBatch(connection));
-  update([&](MigrationStats& stats) {
-    stats.zero_pages += zero;
-    stats.pages_sent += data;
-    stats.bytes_sent = connection.bytesSent();
-  });
+  }
+  RETURN_IF_ERROR(sendBatch(stream));
+  if (stream.index == 0) return absl::OkStatus();  // its ends are the control frames
+  switch (job.end) {
+    case StreamEnd::kNone:
+      return absl::OkStatus();
+    case StreamEnd::kRound: {
+      flotilla::v1::MigrationRound info;
+      info.set_round(job.round);
+      info.set_pages(stream.data_pages + stream.zero_pages);
+      return stream.connection->send(FrameType::kRound, info);
+    }
+    case StreamEnd::kComplete:
+      return stream.connection->sendEmpty(FrameType::kComplete);
+  }
   return absl::OkStatus();
 }
 
-absl::Status MigrationSender::sendBatch(Connection& connection) {
-  if (entries_.empty()) return absl::OkStatus();
+absl::Status MigrationSender::sendBatch(PageStream& stream) {
+  if (stream.entries.empty()) return absl::OkStatus();
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("the migration was cancelled");
   }
-  const std::span<const uint8_t> data(buffer_.data(), batch_data_pages_ * kPageBytes);
-  const bool compressed = codec_ != nullptr && !data.empty() && codec_->compress(data, compressed_);
-  const uint32_t header[2] = {static_cast<uint32_t>(entries_.size()),
-                              compressed ? static_cast<uint32_t>(compressed_.size()) : 0};
+  if (aborting_.load()) {
+    return absl::UnavailableError("another stream of the migration failed");
+  }
+  const std::span<const uint8_t> data(stream.buffer.data(), stream.batch_data_pages * kPageBytes);
+  const bool compressed =
+      stream.codec != nullptr && !data.empty() && stream.codec->compress(data, stream.compressed);
+  const uint32_t header[2] = {static_cast<uint32_t>(stream.entries.size()),
+                              compressed ? static_cast<uint32_t>(stream.compressed.size()) : 0};
   std::vector<iovec> pieces;
   pieces.push_back({const_cast<uint32_t*>(header), sizeof(header)});
-  pieces.push_back({entries_.data(), entries_.size() * sizeof(uint64_t)});
+  pieces.push_back({stream.entries.data(), stream.entries.size() * sizeof(uint64_t)});
   if (compressed) {
-    pieces.push_back({compressed_.data(), compressed_.size()});
+    pieces.push_back({stream.compressed.data(), stream.compressed.size()});
   } else {
     pieces.push_back({const_cast<uint8_t*>(data.data()), data.size()});
   }
-  const uint64_t bytes = sizeof(header) + entries_.size() * sizeof(uint64_t) +
-                         (compressed ? compressed_.size() : data.size());
-  absl::Status sent = connection.send(FrameType::kPages, pieces,
-                                      compressed ? frameFlagOf(codec_->compression()) : 0);
-  entries_.clear();
-  batch_data_pages_ = 0;
+  const uint64_t bytes = sizeof(header) + stream.entries.size() * sizeof(uint64_t) +
+                         (compressed ? stream.compressed.size() : data.size());
+  absl::Status sent = stream.connection->send(
+      FrameType::kPages, pieces, compressed ? frameFlagOf(stream.codec->compression()) : 0);
+  stream.entries.clear();
+  stream.batch_data_pages = 0;
   RETURN_IF_ERROR(sent);
-  if (compressed) update([](MigrationStats& stats) { ++stats.compressed_batches; });
+  if (compressed) ++stream.compressed_batches;
   pace(bytes);
   return absl::OkStatus();
 }
 
 void MigrationSender::pace(uint64_t bytes) {
   if (options_.bandwidth_limit == 0) return;
-  paced_bytes_ += bytes;
-  const absl::Duration due = absl::Seconds(static_cast<double>(paced_bytes_) /
-                                           static_cast<double>(options_.bandwidth_limit));
-  const absl::Duration elapsed = clock_.monotonicNow() - pace_start_;
-  if (due > elapsed) clock_.sleepFor(due - elapsed);
+  absl::Duration wait;
+  {
+    // One budget for all streams.
+    absl::MutexLock lock(&pace_mu_);
+    paced_bytes_ += bytes;
+    const absl::Duration due = absl::Seconds(static_cast<double>(paced_bytes_) /
+                                             static_cast<double>(options_.bandwidth_limit));
+    wait = due - (clock_.monotonicNow() - pace_start_);
+  }
+  if (wait > absl::ZeroDuration()) clock_.sleepFor(wait);
 }
 
 }  // namespace flotilla::migration

@@ -7,6 +7,12 @@
 // vCPUs and devices, send the last pages and the device state, wait for the target to load
 // it (kReady), tell it to run (kGo) and wait for kResumed.
 //
+// With several streams (SendOptions::streams, when the target takes them) the page batches of
+// every pass are spread over that many TCP connections by page address, each sent by its own
+// thread (stream 0, the main connection, by the thread that calls run()); control frames stay
+// on the main connection, and every round ends on every stream before the target confirms it
+// (docs/migration.md, "Several streams").
+//
 // Outcomes of run():
 //   OK                       the guest runs on the target; this VM is paused and must end.
 //   error, sourceRunning()   the migration failed or was cancelled before kGo: this VM runs
@@ -16,8 +22,13 @@
 //                            until whoever manages it has asked the target.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -25,6 +36,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "migration/protocol.h"
+#include "migration/test_hook.h"
 #include "migration/vm_interface.h"
 
 namespace flotilla::migration {
@@ -46,7 +58,17 @@ struct SendOptions {
   bool cold = false;
   // Compresses page data when the target accepts it (it goes uncompressed otherwise).
   Compression compression = Compression::kNone;
+  // TCP streams that carry page data, the main connection included: 1 to kMaxStreams. More
+  // than one needs a StreamConnector (run()); a target that does not take them gets one.
+  uint32_t streams = 1;
+  // Cold migration only: the VM's raw-file disks go too, before memory (disk_transfer.h).
+  bool with_disks = false;
+  // Called at the named points of the switchover (test_hook.h).
+  StopPoint stop_point = stopIfAsked;
 };
+
+// Opens data stream `index` (1, 2, ...): a new connection to the target of the main one.
+using StreamConnector = std::function<absl::StatusOr<std::unique_ptr<Connection>>(uint32_t index)>;
 
 enum class MigrationPhase {
   kIdle,
@@ -74,14 +96,21 @@ struct MigrationStats {
   absl::Duration downtime;  // from the pause to kResumed (source's view)
   absl::Duration total_time;
   int throttle_percent = 0;
+  uint32_t streams = 1;     // negotiated at hello
+  uint64_t disk_bytes = 0;  // disk data sent (cold migration with disks)
   std::string error;
 };
 
 class MigrationSender {
  public:
   MigrationSender(SourceVm& vm, SendOptions options, Clock& clock = systemClock());
+  ~MigrationSender();
+  MigrationSender(const MigrationSender&) = delete;
+  MigrationSender& operator=(const MigrationSender&) = delete;
 
-  absl::Status run(Connection& connection);
+  // `connection` is the main connection; `connect_stream` opens the data streams when
+  // options.streams > 1.
+  absl::Status run(Connection& connection, const StreamConnector& connect_stream = {});
   // From any thread: stops a migration before kGo (the source resumes) and returns true;
   // after kGo it has no effect and returns false.
   bool cancel();
@@ -89,14 +118,58 @@ class MigrationSender {
   bool sourceRunning() const;
 
  private:
-  absl::Status precopy(Connection& connection);
+  // One connection carrying page batches, and the batch it is building. Stream 0 is the main
+  // connection, driven by the thread in run(); the others have a thread each.
+  struct PageStream {
+    uint32_t index = 0;
+    Connection* connection = nullptr;
+    std::unique_ptr<Connection> owned;  // data streams
+    std::vector<uint64_t> entries;
+    std::vector<uint8_t> buffer;   // copies of the batch's data pages
+    std::unique_ptr<Codec> codec;  // when compressing
+    std::vector<uint8_t> compressed;
+    uint64_t batch_data_pages = 0;
+    // Figures of the last job.
+    uint64_t data_pages = 0;
+    uint64_t zero_pages = 0;
+    uint64_t compressed_batches = 0;
+    std::thread thread;  // data streams
+  };
+  // What a data stream sends after its share of a pass: nothing, the end of a round, or the
+  // end of its pages (the switchover's last pass).
+  enum class StreamEnd { kNone, kRound, kComplete };
+  // A pass over `pages` that every stream sends its share of.
+  struct PageJob {
+    const vmm::DirtyBitmap* pages = nullptr;
+    bool skip_zero = false;
+    StreamEnd end = StreamEnd::kNone;
+    uint32_t round = 0;
+  };
+
+  absl::Status hello(Connection& connection, const StreamConnector& connect_stream);
+  absl::Status openStream(Connection& main, const flotilla::v1::MigrationHelloReply& reply,
+                          uint32_t index, uint32_t count, const StreamConnector& connect_stream);
+  absl::Status precopy(Connection& connection, const StreamConnector& connect_stream);
+  absl::Status announceDisks(Connection& connection);
+  absl::Status sendDisks(Connection& connection);
   absl::Status switchover(Connection& connection);
+  absl::Status handOver(Connection& connection);
   absl::Status pauseVm();
   absl::Status endRound(Connection& connection, uint32_t round, uint64_t pages);
-  // Sends every page of `pages` (set bits); `skip_zero` leaves zero pages out.
-  absl::Status sendPages(Connection& connection, const vmm::DirtyBitmap& pages, bool skip_zero);
-  absl::Status sendRanges(Connection& connection, const std::vector<ByteRange>& ranges);
-  absl::Status sendBatch(Connection& connection);
+  // Sends every page of `pages` (set bits) over all streams, each stream its share, and
+  // `end` on the data streams; `skip_zero` leaves zero pages out. Returns when every stream
+  // has sent its share.
+  absl::Status sendPages(const vmm::DirtyBitmap& pages, bool skip_zero,
+                         StreamEnd end = StreamEnd::kNone, uint32_t round = 0);
+  absl::Status sendRanges(const std::vector<ByteRange>& ranges, StreamEnd end, uint32_t round);
+  // One stream's share of a job: the pages in its 64-page chunks (bitmap words), then the end.
+  absl::Status sendShare(PageStream& stream, const PageJob& job);
+  absl::Status sendBatch(PageStream& stream);
+  void streamThread(PageStream& stream);
+  // A stream failed: the others stop at their next batch; the first error is the job's.
+  void abortJob(const absl::Status& status);
+  void stopStreams();
+  uint64_t bytesSent() const;
   void pace(uint64_t bytes);
   void fail(Connection& connection, const absl::Status& status);
   template <typename Fn>
@@ -112,23 +185,33 @@ class MigrationSender {
   std::span<const uint8_t> memory_;
   vmm::DirtyBitmap pending_;  // dirty pages not sent yet
   absl::Duration paused_at_;  // when the guest was paused (the downtime's start)
-  // The batch being built.
-  std::vector<uint64_t> entries_;
-  std::vector<uint8_t> buffer_;   // copies of the batch's data pages
-  std::unique_ptr<Codec> codec_;  // when compressing
+  std::vector<std::unique_ptr<PageStream>> streams_;  // [0]: the main connection
+  // Cold migration with disks: the disks and their description (sizes).
+  std::vector<LocalDisk> local_disks_;
+  flotilla::v1::MigrationDisks disks_;
   // Bytes of non-zero pages handled (copied, compressed, sent): what the convergence policy
   // measures its rate on. Wire bytes would understate it when compressing; zero pages cost
   // almost nothing and would overstate it.
   uint64_t processed_bytes_ = 0;
-  std::vector<uint8_t> compressed_;
-  uint64_t batch_data_pages_ = 0;
-  // Pacing (bandwidth_limit).
-  absl::Duration pace_start_;
-  uint64_t paced_bytes_ = 0;
+
+  // The job the data streams' threads run.
+  absl::Mutex jobs_mu_;
+  PageJob job_ ABSL_GUARDED_BY(jobs_mu_);
+  uint64_t job_generation_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+  size_t jobs_running_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+  absl::Status job_error_ ABSL_GUARDED_BY(jobs_mu_);
+  bool stopping_ ABSL_GUARDED_BY(jobs_mu_) = false;
+  std::atomic<bool> aborting_{false};  // a stream failed: the others stop
+
+  // Pacing (bandwidth_limit), shared by the streams.
+  absl::Mutex pace_mu_;
+  absl::Duration pace_start_ ABSL_GUARDED_BY(pace_mu_);
+  uint64_t paced_bytes_ ABSL_GUARDED_BY(pace_mu_) = 0;
 
   mutable absl::Mutex mu_;
   MigrationStats stats_ ABSL_GUARDED_BY(mu_);
   Connection* connection_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<Connection*> data_connections_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool handed_over_ ABSL_GUARDED_BY(mu_) = false;  // kGo sent
   bool paused_ ABSL_GUARDED_BY(mu_) = false;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "flotilla/v1/migration.pb.h"
+#include "fmt/format.h"
 #include "vmm/memory/dirty_bitmap.h"
 
 namespace flotilla::migration {
@@ -18,6 +19,12 @@ namespace flotilla::migration {
 struct ByteRange {
   uint64_t offset = 0;
   uint64_t length = 0;
+};
+
+// A disk of the VM that is a raw image file on this host (cold migration with disks).
+struct LocalDisk {
+  uint32_t index = 0;  // its place among the VM's disks (the order of --disk)
+  std::string path;
 };
 
 class SourceVm {
@@ -44,6 +51,11 @@ class SourceVm {
   virtual absl::StatusOr<std::string> saveDeviceState() = 0;
   // Takes `percent` (0-99) of the vCPUs' time away (auto-converge); 0 ends throttling.
   virtual void setThrottle(int percent) = 0;
+  // The disks a cold migration with disks moves: an error for a disk it cannot (an iSCSI
+  // LUN is shared storage already). None by default.
+  virtual absl::StatusOr<std::vector<LocalDisk>> localDisks() const {
+    return std::vector<LocalDisk>{};
+  }
 };
 
 class TargetVm {
@@ -61,6 +73,13 @@ class TargetVm {
   virtual absl::Status resume() = 0;
   // Throws away whatever was prepared or loaded; the VM never runs. Idempotent.
   virtual void discard() = 0;
+  // Where this target keeps the source's disk `index` (a cold migration with disks writes it
+  // there, before prepare()): the path of its own disk at that place, which must be a raw
+  // image file. An error names what does not fit. No disks by default.
+  virtual absl::StatusOr<std::string> diskPath(uint32_t index) {
+    return absl::FailedPreconditionError(
+        fmt::format("this target takes no disks (asked for disk {})", index));
+  }
 };
 
 }  // namespace flotilla::migration

@@ -57,6 +57,8 @@ int runVmmctl(int argc, const char* const* argv) {
   bool auto_converge = false;
   bool force = false;
   bool cold = false;
+  bool with_disks = false;
+  uint32_t streams = 1;
   std::string compress;
   migrate_send->add_option("--downtime-ms", downtime_ms, "the longest pause allowed (default 300)")
       ->check(CLI::Range(1u, 3'600'000u));
@@ -67,10 +69,20 @@ int runVmmctl(int argc, const char* const* argv) {
       ->check(CLI::Range(1u, 100'000u));
   migrate_send->add_flag("--auto-converge", auto_converge,
                          "throttle the vCPUs while the guest dirties faster than the link");
+  migrate_send
+      ->add_option("--streams", streams,
+                   "TCP connections that carry the memory, 1 (default) to 8 (a target that "
+                   "does not take several gets one)")
+      ->check(CLI::Range(1u, 8u));
   migrate_send->add_option("--compress", compress, "compress page data: zstd or lz4")
       ->check(CLI::IsMember({"zstd", "lz4"}));
   migrate_send->add_flag("--cold", cold,
                          "cold migration: pause the guest, send its memory once, run it there");
+  migrate_send
+      ->add_flag("--with-disks", with_disks,
+                 "with --cold: move the VM's raw-file disks too, into the target's --disk files "
+                 "(new or empty)")
+      ->needs("--cold");
   migrate_send->add_flag("--force", force, "switch over even when the pause will exceed the limit");
   app.add_subcommand("migrate-status", "print the migration's phase and figures as JSON");
   app.add_subcommand("migrate-cancel", "cancel the migration; the VM runs on here");
@@ -134,6 +146,8 @@ int runVmmctl(int argc, const char* const* argv) {
     migrate.set_force_switchover(force);
     migrate.set_cold(cold);
     migrate.set_compression(compress);
+    migrate.set_streams(streams);
+    migrate.set_with_disks(with_disks);
     migrate.set_bandwidth_limit_bytes(static_cast<uint64_t>(bandwidth_mbps * 1e6));
     flotilla::v1::MigrateSendResponse response;
     return report(stub->MigrateSend(&context, migrate, &response), socket);

@@ -65,6 +65,37 @@ void VmMigrationSource::setThrottle(int percent) {
   vm_.setThrottle(percent);
 }
 
+absl::StatusOr<std::vector<migration::LocalDisk>> VmMigrationSource::localDisks() const {
+  std::vector<migration::LocalDisk> disks;
+  const std::vector<DiskConfig>& configured = vm_.config().disks;
+  for (size_t i = 0; i < configured.size(); ++i) {
+    if (configured[i].path.empty()) {
+      return absl::FailedPreconditionError(fmt::format(
+          "disk {} is an iSCSI LUN ({}): shared storage stays where it is; migrate without "
+          "--with-disks",
+          i, configured[i].iscsi));
+    }
+    disks.push_back({.index = static_cast<uint32_t>(i), .path = configured[i].path});
+  }
+  return disks;
+}
+
+absl::StatusOr<std::string> VmMigrationTarget::diskPath(uint32_t index) {
+  if (index >= config_.disks.size()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "this target was started with {} --disk options: give it one for each of the VM's "
+        "disks, in the same order",
+        config_.disks.size()));
+  }
+  const DiskConfig& disk = config_.disks[index];
+  if (disk.path.empty()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "this target's disk {} is an iSCSI LUN ({}): a migrated disk goes into an image file",
+        index, disk.iscsi));
+  }
+  return disk.path;
+}
+
 absl::Status VmMigrationTarget::prepare(const flotilla::v1::MigrationMemoryLayout& layout) {
   if (layout.ram_bytes() != config_.memory_bytes) {
     return absl::FailedPreconditionError(fmt::format(
@@ -140,6 +171,17 @@ void VmMigrationTarget::discard() {
 std::unique_ptr<Vm> VmMigrationTarget::takeVm() {
   if (!running_) return nullptr;
   return std::move(vm_);
+}
+
+absl::StatusOr<std::unique_ptr<migration::Connection>> ListenerStreamAcceptor::accept(
+    absl::Duration timeout) {
+  if (!listener_.valid()) {
+    return absl::FailedPreconditionError("the migration listener is closed");
+  }
+  std::string peer;
+  ASSIGN_OR_RETURN(UniqueFd fd, migration::acceptOne(listener_.get(), timeout, &peer));
+  return std::make_unique<migration::Connection>(std::move(fd), "migration source " + peer,
+                                                 io_timeout_);
 }
 
 }  // namespace flotilla::vmm

@@ -140,7 +140,8 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   app.add_option("--restore", flags.restore, "resume the snapshot in this directory");
   app.add_option("--incoming", flags.incoming,
                  "tcp:HOST:PORT: wait there for a live migration of the VM described by the "
-                 "other options (memory, vCPUs, CPU model, devices) instead of booting");
+                 "other options (memory, vCPUs, CPU model, devices) instead of booting; the API "
+                 "answers MigrateStatus meanwhile");
   app.add_option("--migration-token", flags.migration_token,
                  "with --incoming: the one-time token the migration source must present");
   app.add_option("--log-level", flags.log_level, "debug, info (default), warn or error");

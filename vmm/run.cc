@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
 #include "migration/receiver.h"
@@ -31,11 +32,18 @@ int fail(const absl::Status& status, int fallback) {
 
 // --incoming: waits for the migration source on options.incoming (until a termination
 // signal, which are blocked here: they are polled for), receives the VM and runs it.
+// `service` follows the migration for MigrateStatus.
 absl::StatusOr<std::unique_ptr<Vm>> receiveVm(const VmmOptions& options,
-                                              const sigset_t& termination) {
+                                              const sigset_t& termination,
+                                              VmmServiceImpl& service) {
   const Logger log("vmm");
+  constexpr absl::Duration kIoTimeout = absl::Seconds(30);
   auto listener = migration::listenOn(options.incoming);
   if (!listener.ok()) return withExitCode(listener.status(), kExitUsage);
+  VmMigrationTarget target(options.vm);
+  auto receiver = std::make_shared<migration::MigrationReceiver>(
+      target, migration::ReceiveOptions{.token = options.migration_token});
+  service.followIncoming(receiver);
   log.info("waiting for an incoming migration on {} (port {})", options.incoming, listener->port);
   std::string peer;
   UniqueFd connection_fd;
@@ -57,18 +65,31 @@ absl::StatusOr<std::unique_ptr<Vm>> receiveVm(const VmmOptions& options,
           kExitOk);
     }
   }
-  listener->fd.reset();  // one source, once
   migration::Connection connection(std::move(connection_fd), "migration source " + peer,
-                                   absl::Seconds(30));
-  VmMigrationTarget target(options.vm);
-  migration::MigrationReceiver receiver(target, {.token = options.migration_token});
-  if (absl::Status received = receiver.run(connection); !received.ok()) {
-    return withExitCode(received, kExitMigrationFailed);
-  }
+                                   kIoTimeout);
+  // The data streams, if the source asks for them, come to the same port; it closes once
+  // they joined (one source, once).
+  ListenerStreamAcceptor streams(std::move(listener->fd), kIoTimeout);
+  const absl::Status received = receiver->run(connection, &streams);
+  service.incomingEnded();
+  if (!received.ok()) return withExitCode(received, kExitMigrationFailed);
   std::unique_ptr<Vm> vm = target.takeVm();
   if (vm == nullptr) return absl::InternalError("the migration ended without a running VM");
   return vm;
 }
+
+// The API server on its unix socket; shut down (letting a call in progress return) and its
+// socket removed when it goes.
+struct ApiServer {
+  std::unique_ptr<grpc::Server> server;
+  std::string path;
+
+  ~ApiServer() {
+    if (server == nullptr) return;
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    ::unlink(path.c_str());
+  }
+};
 
 absl::StatusOr<std::unique_ptr<Vm>> buildVm(const VmmOptions& options) {
   if (options.restore.empty()) return Vm::create(options.vm);
@@ -100,18 +121,33 @@ int runVmm(int argc, const char* const* argv) {
   pthread_sigmask(SIG_BLOCK, &termination, nullptr);
 
   const bool incoming = !options->incoming.empty();
-  auto vm = incoming ? receiveVm(*options, termination) : buildVm(*options);
-  if (!vm.ok()) return fail(vm.status(), kExitInternalError);
-
-  VmmServiceImpl service(**vm);
-  std::unique_ptr<grpc::Server> server;
-  if (!options->api_socket.empty()) {
-    auto served = serveOnUnixSocket(options->api_socket, &service);
-    if (!served.ok()) return fail(served.status(), kExitUsage);
-    server = std::move(*served);
+  // Declared in this order so that they go in the reverse one: the API stops answering, then
+  // the service (and a migration it runs) ends, then the VM goes.
+  std::unique_ptr<Vm> vm;
+  VmmServiceImpl service;
+  ApiServer api;
+  auto serve = [&]() -> absl::Status {
+    if (options->api_socket.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(api.server, serveOnUnixSocket(options->api_socket, &service));
+    api.path = options->api_socket;
+    return absl::OkStatus();
+  };
+  if (incoming) {
+    // Served while the VM arrives, for MigrateStatus.
+    if (absl::Status served = serve(); !served.ok()) return fail(served, kExitUsage);
+    auto received = receiveVm(*options, termination, service);
+    if (!received.ok()) return fail(received.status(), kExitInternalError);
+    vm = std::move(*received);
+    service.attachVm(*vm);
+  } else {
+    auto built = buildVm(*options);
+    if (!built.ok()) return fail(built.status(), kExitInternalError);
+    vm = std::move(*built);
+    service.attachVm(*vm);
+    if (absl::Status served = serve(); !served.ok()) return fail(served, kExitUsage);
   }
   // A migrated VM already runs (the receiver started it on the source's go).
-  if (absl::Status started = incoming ? absl::OkStatus() : (*vm)->start(); !started.ok()) {
+  if (absl::Status started = incoming ? absl::OkStatus() : vm->start(); !started.ok()) {
     return fail(started, kExitInternalError);
   }
 
@@ -123,18 +159,14 @@ int runVmm(int argc, const char* const* argv) {
     sigwait(&termination, &sig);
     if (ending.load()) return;
     Logger("vmm").info("received signal {} ({}): stopping the VM", sig, sigabbrev_np(sig));
-    (*vm)->endVm({VmEnd::Reason::kShutdown, kExitOk, fmt::format("signal {}", sig)});
+    vm->endVm({VmEnd::Reason::kShutdown, kExitOk, fmt::format("signal {}", sig)});
   });
 
-  VmEnd end = (*vm)->waitForEnd();
+  VmEnd end = vm->waitForEnd();
   ending.store(true);
   pthread_kill(signals.native_handle(), SIGTERM);  // wakes sigwait if no signal came
   signals.join();
-  if (server) {
-    // Lets a Shutdown call in progress return before the process exits.
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    ::unlink(options->api_socket.c_str());
-  }
+  // `api` lets a Shutdown call in progress return before the process exits.
   return end.exit_status;
 }
 

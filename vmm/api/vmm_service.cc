@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/clock.h"
 #include "common/rpc/status.h"
+#include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
 #include "grpcpp/server_builder.h"
@@ -29,6 +32,9 @@ flotilla::v1::VmmRunState toProto(Vm::RunState state) {
   return flotilla::v1::VMM_RUN_STATE_UNSPECIFIED;
 }
 
+// How long MigrateSend waits for the target to accept each connection.
+constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+
 uint64_t microsSince(absl::Duration start) {
   return static_cast<uint64_t>(absl::ToInt64Microseconds(systemClock().monotonicNow() - start));
 }
@@ -37,8 +43,10 @@ uint64_t microsSince(absl::Duration start) {
 
 grpc::Status VmmServiceImpl::GetInfo(grpc::ServerContext*, const flotilla::v1::GetInfoRequest*,
                                      flotilla::v1::VmmInfo* info) {
-  const VmConfig& config = vm_.config();
-  Vm::RunState state = vm_.runState();
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  const VmConfig& config = vm->config();
+  Vm::RunState state = vm->runState();
   info->set_state(toProto(state));
   flotilla::v1::VmmConfig* out = info->mutable_config();
   out->set_name(config.name);
@@ -49,7 +57,7 @@ grpc::Status VmmServiceImpl::GetInfo(grpc::ServerContext*, const flotilla::v1::G
   out->set_initrd(config.initrd);
   out->set_cmdline(config.cmdline);
   out->set_hugepages(config.hugepages);
-  std::vector<VcpuCounters> counters = vm_.vcpuCounters();
+  std::vector<VcpuCounters> counters = vm->vcpuCounters();
   for (size_t i = 0; i < counters.size(); ++i) {
     flotilla::v1::VcpuCounters* vcpu = info->add_vcpus();
     vcpu->set_index(static_cast<uint32_t>(i));
@@ -61,10 +69,10 @@ grpc::Status VmmServiceImpl::GetInfo(grpc::ServerContext*, const flotilla::v1::G
   }
   if (state != Vm::RunState::kCreated) {
     info->set_uptime_ms(
-        static_cast<uint64_t>(absl::ToInt64Milliseconds(systemClock().now() - vm_.startedAt())));
+        static_cast<uint64_t>(absl::ToInt64Milliseconds(systemClock().now() - vm->startedAt())));
   }
   info->set_pid(static_cast<uint32_t>(::getpid()));
-  VirtioDevices& devices = vm_.virtio();
+  VirtioDevices& devices = vm->virtio();
   for (size_t i = 0; i < devices.disks().size(); ++i) {
     const virtio::VirtioBlock& disk = *devices.disks()[i];
     flotilla::v1::DiskInfo* out_disk = info->add_disks();
@@ -97,7 +105,13 @@ grpc::Status VmmServiceImpl::GetInfo(grpc::ServerContext*, const flotilla::v1::G
 
 grpc::Status VmmServiceImpl::Health(grpc::ServerContext*, const flotilla::v1::HealthRequest*,
                                     flotilla::v1::HealthResponse* response) {
-  Vm::RunState state = vm_.runState();
+  Vm* vm = attachedVm();
+  if (vm == nullptr) {
+    // Still arriving by migration.
+    response->set_status(flotilla::v1::HealthResponse::NOT_SERVING);
+    return grpc::Status::OK;
+  }
+  Vm::RunState state = vm->runState();
   response->set_status(state == Vm::RunState::kRunning || state == Vm::RunState::kPaused
                            ? flotilla::v1::HealthResponse::SERVING
                            : flotilla::v1::HealthResponse::NOT_SERVING);
@@ -106,44 +120,52 @@ grpc::Status VmmServiceImpl::Health(grpc::ServerContext*, const flotilla::v1::He
 
 grpc::Status VmmServiceImpl::Pause(grpc::ServerContext*, const flotilla::v1::PauseRequest*,
                                    flotilla::v1::PauseResponse* response) {
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
   absl::Duration start = systemClock().monotonicNow();
-  absl::Status status = vm_.pause();
+  absl::Status status = vm->pause();
   response->set_pause_us(microsSince(start));
   return toGrpcStatus(status);
 }
 
 grpc::Status VmmServiceImpl::Resume(grpc::ServerContext*, const flotilla::v1::ResumeRequest*,
                                     flotilla::v1::ResumeResponse*) {
-  return toGrpcStatus(vm_.resume());
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  return toGrpcStatus(vm->resume());
 }
 
 grpc::Status VmmServiceImpl::Shutdown(grpc::ServerContext*,
                                       const flotilla::v1::ShutdownRequest* request,
                                       flotilla::v1::ShutdownResponse*) {
-  vm_.shutdown(absl::Milliseconds(request->graceful_timeout_ms()));
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  vm->shutdown(absl::Milliseconds(request->graceful_timeout_ms()));
   return grpc::Status::OK;
 }
 
 grpc::Status VmmServiceImpl::Snapshot(grpc::ServerContext*,
                                       const flotilla::v1::SnapshotRequest* request,
                                       flotilla::v1::SnapshotResponse* response) {
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
   if (request->directory().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "no snapshot directory given: set `directory`");
   }
   absl::MutexLock lock(&snapshot_mu_);
-  const bool was_running = vm_.runState() == Vm::RunState::kRunning;
+  const bool was_running = vm->runState() == Vm::RunState::kRunning;
   absl::Duration start = systemClock().monotonicNow();
-  absl::Status status = vm_.pause();
+  absl::Status status = vm->pause();
   if (!status.ok()) return toGrpcStatus(annotate(status, "cannot snapshot"));
   absl::StatusOr<SnapshotStats> stats;
-  absl::StatusOr<flotilla::v1::VmSnapshot> state = vm_.saveState();
+  absl::StatusOr<flotilla::v1::VmSnapshot> state = vm->saveState();
   if (state.ok()) {
-    stats = writeSnapshot(request->directory(), *state, vm_.memory());
+    stats = writeSnapshot(request->directory(), *state, vm->memory());
   } else {
     stats = state.status();
   }
-  if (was_running) status = vm_.resume();
+  if (was_running) status = vm->resume();
   response->set_paused_us(microsSince(start));
   // Syncing to disk needs no pause: the files are final.
   if (stats.ok()) {
@@ -190,7 +212,9 @@ absl::StatusOr<virtio::VirtioBalloon*> balloonOf(Vm& vm) {
 grpc::Status VmmServiceImpl::ResizeDisk(grpc::ServerContext*,
                                         const flotilla::v1::ResizeDiskRequest* request,
                                         flotilla::v1::ResizeDiskResponse* response) {
-  auto disk = findDevice(vm_.virtio().disks(), "disk", request->disk());
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  auto disk = findDevice(vm->virtio().disks(), "disk", request->disk());
   if (!disk.ok()) return toGrpcStatus(disk.status());
   auto size = (*disk)->resize(request->size_bytes());
   if (!size.ok()) return toGrpcStatus(size.status());
@@ -201,7 +225,9 @@ grpc::Status VmmServiceImpl::ResizeDisk(grpc::ServerContext*,
 grpc::Status VmmServiceImpl::SetBalloon(grpc::ServerContext*,
                                         const flotilla::v1::SetBalloonRequest* request,
                                         flotilla::v1::BalloonInfo* response) {
-  auto balloon = balloonOf(vm_);
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  auto balloon = balloonOf(*vm);
   if (!balloon.ok()) return toGrpcStatus(balloon.status());
   absl::Status set = (*balloon)->setTarget(request->target_bytes());
   if (!set.ok()) return toGrpcStatus(set);
@@ -212,7 +238,9 @@ grpc::Status VmmServiceImpl::SetBalloon(grpc::ServerContext*,
 grpc::Status VmmServiceImpl::GetBalloon(grpc::ServerContext*,
                                         const flotilla::v1::GetBalloonRequest*,
                                         flotilla::v1::BalloonInfo* response) {
-  auto balloon = balloonOf(vm_);
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  auto balloon = balloonOf(*vm);
   if (!balloon.ok()) return toGrpcStatus(balloon.status());
   fillBalloonInfo((*balloon)->info(), response);
   // Ask for fresh statistics for the next call.
@@ -223,7 +251,9 @@ grpc::Status VmmServiceImpl::GetBalloon(grpc::ServerContext*,
 grpc::Status VmmServiceImpl::SetLink(grpc::ServerContext*,
                                      const flotilla::v1::SetLinkRequest* request,
                                      flotilla::v1::SetLinkResponse*) {
-  auto nic = findDevice(vm_.virtio().nics(), "net", request->nic());
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  auto nic = findDevice(vm->virtio().nics(), "net", request->nic());
   if (!nic.ok()) return toGrpcStatus(nic.status());
   (*nic)->setLinkUp(request->up());
   return grpc::Status::OK;
@@ -231,9 +261,11 @@ grpc::Status VmmServiceImpl::SetLink(grpc::ServerContext*,
 
 grpc::Status VmmServiceImpl::Announce(grpc::ServerContext*, const flotilla::v1::AnnounceRequest*,
                                       flotilla::v1::AnnounceResponse* response) {
-  auto asked = vm_.virtio().announceNics();
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
+  auto asked = vm->virtio().announceNics();
   if (!asked.ok()) return toGrpcStatus(asked.status());
-  response->set_nics(static_cast<uint32_t>(vm_.virtio().nics().size()));
+  response->set_nics(static_cast<uint32_t>(vm->virtio().nics().size()));
   response->set_guest_asked(*asked);
   return grpc::Status::OK;
 }
@@ -246,14 +278,49 @@ VmmServiceImpl::~VmmServiceImpl() {
   if (migration_thread_.joinable()) migration_thread_.join();
 }
 
+void VmmServiceImpl::attachVm(Vm& vm) {
+  absl::MutexLock lock(&migration_mu_);
+  migration_source_ = std::make_unique<VmMigrationSource>(vm);
+  vm_.store(&vm, std::memory_order_release);
+}
+
+void VmmServiceImpl::followIncoming(std::shared_ptr<const migration::MigrationReceiver> receiver) {
+  absl::MutexLock lock(&migration_mu_);
+  receiver_ = std::move(receiver);
+}
+
+void VmmServiceImpl::incomingEnded() {
+  absl::MutexLock lock(&migration_mu_);
+  if (receiver_ == nullptr) return;
+  incoming_result_ = receiver_->stats();
+  receiver_ = nullptr;
+}
+
+Vm* VmmServiceImpl::attachedVm() const {
+  return vm_.load(std::memory_order_acquire);
+}
+
+grpc::Status VmmServiceImpl::notArrivedYet() {
+  return toGrpcStatus(absl::FailedPreconditionError(
+      "the VM is still arriving by live migration (MigrateStatus follows it): try again once it "
+      "runs here"));
+}
+
 grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
                                          const flotilla::v1::MigrateSendRequest* request,
                                          flotilla::v1::MigrateSendResponse*) {
+  Vm* vm = attachedVm();
+  if (vm == nullptr) return notArrivedYet();
   if (request->address().empty() || request->token().empty()) {
     return toGrpcStatus(absl::InvalidArgumentError(
         "a migration needs the target's address (HOST:PORT) and its one-time token"));
   }
-  if (vm_.runState() != Vm::RunState::kRunning && vm_.runState() != Vm::RunState::kPaused) {
+  if (request->streams() > migration::kMaxStreams) {
+    return toGrpcStatus(
+        absl::InvalidArgumentError(fmt::format("streams {}: a migration uses 1 to {} TCP streams",
+                                               request->streams(), migration::kMaxStreams)));
+  }
+  if (vm->runState() != Vm::RunState::kRunning && vm->runState() != Vm::RunState::kPaused) {
     return toGrpcStatus(absl::FailedPreconditionError("the VM is not running: nothing to migrate"));
   }
   migration::SendOptions options;
@@ -267,6 +334,12 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
   options.auto_converge = request->auto_converge();
   options.force_switchover = request->force_switchover();
   options.cold = request->cold();
+  options.streams = std::max<uint32_t>(request->streams(), 1);
+  options.with_disks = request->with_disks();
+  if (options.with_disks && !options.cold) {
+    return toGrpcStatus(absl::InvalidArgumentError(
+        "with_disks needs cold: disks move only while the guest is paused"));
+  }
   if (!request->compression().empty()) {
     auto compression = migration::parseCompression(request->compression());
     if (!compression.ok()) return toGrpcStatus(compression.status());
@@ -284,28 +357,38 @@ grpc::Status VmmServiceImpl::MigrateSend(grpc::ServerContext*,
     sender_ = nullptr;
   }
   // Connect before answering, so that an unreachable target is the caller's error.
-  auto fd = migration::connectTo(request->address(), absl::Seconds(10));
+  auto fd = migration::connectTo(request->address(), kConnectTimeout);
   absl::MutexLock lock(&migration_mu_);
   if (!fd.ok()) {
     migrating_ = false;
     return toGrpcStatus(fd.status());
   }
-  auto sender = std::make_shared<migration::MigrationSender>(migration_source_, options);
+  auto sender = std::make_shared<migration::MigrationSender>(*migration_source_, options);
   sender_ = sender;
   if (migration_thread_.joinable()) migration_thread_.join();  // the last one, finished
-  migration_thread_ = std::jthread([this, sender, fd = std::make_shared<UniqueFd>(std::move(*fd)),
-                                    address = request->address(), options] {
-    setCurrentThreadName("migration");
-    migration::Connection connection(std::move(*fd), "migration target " + address,
-                                     options.io_timeout);
-    const absl::Status status = sender->run(connection);
-    if (status.ok()) {
-      // The guest runs on the target: this VMM ends (its vCPUs and devices stay paused).
-      vm_.endVm({VmEnd::Reason::kMigrated, kExitOk, "migrated to " + address});
-    }
-    absl::MutexLock done(&migration_mu_);
-    migrating_ = false;
-  });
+  migration_thread_ =
+      std::jthread([this, vm, sender, fd = std::make_shared<UniqueFd>(std::move(*fd)),
+                    address = request->address(), options] {
+        setCurrentThreadName("migration");
+        migration::Connection connection(std::move(*fd), "migration target " + address,
+                                         options.io_timeout);
+        // The data streams go to the same address, each its own connection.
+        const migration::StreamConnector connect_stream =
+            [&address,
+             &options](uint32_t index) -> absl::StatusOr<std::unique_ptr<migration::Connection>> {
+          ASSIGN_OR_RETURN(UniqueFd stream, migration::connectTo(address, kConnectTimeout));
+          return std::make_unique<migration::Connection>(
+              std::move(stream), fmt::format("migration target {} (stream {})", address, index),
+              options.io_timeout);
+        };
+        const absl::Status status = sender->run(connection, connect_stream);
+        if (status.ok()) {
+          // The guest runs on the target: this VMM ends (its vCPUs and devices stay paused).
+          vm->endVm({VmEnd::Reason::kMigrated, kExitOk, "migrated to " + address});
+        }
+        absl::MutexLock done(&migration_mu_);
+        migrating_ = false;
+      });
   return grpc::Status::OK;
 }
 
@@ -313,15 +396,34 @@ grpc::Status VmmServiceImpl::MigrateStatus(grpc::ServerContext*,
                                            const flotilla::v1::MigrateStatusRequest*,
                                            flotilla::v1::MigrationStatus* response) {
   std::shared_ptr<migration::MigrationSender> sender;
+  std::shared_ptr<const migration::MigrationReceiver> receiver;
+  std::optional<migration::ReceiverStats> incoming;
   {
     absl::MutexLock lock(&migration_mu_);
     sender = sender_;
+    receiver = receiver_;
+    incoming = incoming_result_;
   }
   if (sender == nullptr) {
-    response->set_phase("idle");
+    // The migration that brought the VM here (while it arrives, or its end), if any.
+    if (receiver != nullptr) incoming = receiver->stats();
+    if (!incoming) {
+      response->set_phase("idle");
+      return grpc::Status::OK;
+    }
+    response->set_role("target");
+    response->set_phase(migration::receiverPhaseName(incoming->state));
+    response->set_round(incoming->rounds);
+    response->set_zero_pages(incoming->zero_pages);
+    response->set_streams(incoming->streams);
+    response->set_bytes_received(incoming->bytes_received);
+    response->set_pages_received(incoming->pages);
+    response->set_disk_bytes(incoming->disk_bytes);
+    response->set_error(incoming->error);
     return grpc::Status::OK;
   }
   const migration::MigrationStats stats = sender->stats();
+  response->set_role("source");
   response->set_phase(migration::phaseName(stats.phase));
   response->set_round(stats.round);
   response->set_bytes_sent(stats.bytes_sent);
@@ -337,6 +439,8 @@ grpc::Status VmmServiceImpl::MigrateStatus(grpc::ServerContext*,
   response->set_throttle_percent(static_cast<uint32_t>(stats.throttle_percent));
   response->set_error(stats.error);
   response->set_compressed_batches(stats.compressed_batches);
+  response->set_streams(stats.streams);
+  response->set_disk_bytes(stats.disk_bytes);
   return grpc::Status::OK;
 }
 

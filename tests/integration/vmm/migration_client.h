@@ -17,6 +17,8 @@ struct MigrationOptions {
   uint64_t bandwidth_limit = 0;  // bytes per second; 0: none
   bool cold = false;
   std::string compression{};  // "": none
+  uint32_t streams = 1;
+  bool with_disks = false;  // with cold
 };
 
 // Waits until the target VMM listens for its migration (it logs so).
@@ -39,6 +41,8 @@ inline grpc::Status sendMigration(testing::VmmProcess& source, uint16_t port,
   request.set_bandwidth_limit_bytes(options.bandwidth_limit);
   request.set_cold(options.cold);
   request.set_compression(options.compression);
+  request.set_streams(options.streams);
+  request.set_with_disks(options.with_disks);
   flotilla::v1::MigrateSendResponse response;
   grpc::ClientContext context;
   return (*api)->MigrateSend(&context, request, &response);

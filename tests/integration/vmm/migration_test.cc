@@ -1,16 +1,20 @@
 // Live migration between two flotilla-vmm processes on /dev/kvm, over loopback: a counter
 // guest (every page of its region incremented pass after pass, each checked against the pass
 // it expects: a page lost or stale in the migration is an "error counter mismatch" line)
-// migrated back and forth, and the failures that must leave it running at the source: a
-// target that is not there, a wrong token, a target started for another memory size.
+// migrated back and forth, over one stream and over several, and the failures that must leave
+// it running at the source: a target that is not there, a wrong token, a target started for
+// another memory size, a target killed during the transfer or at each point of the
+// switchover (the VMM's test hook stops it there, docs/migration.md "Test hook").
 #include <signal.h>
 
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "migration/test_hook.h"
 #include "tests/integration/vmm/migration_client.h"
 #include "tests/support/guest_console.h"
 #include "tests/support/test_env.h"
@@ -26,9 +30,38 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kVmm[] = FLOTILLA_VMM;
+// VMMs start through env(1), which can set the test hook's variable for them alone.
+constexpr char kEnv[] = "/usr/bin/env";
 constexpr char kGuest[] = FLOTILLA_GUEST_ELF;
 constexpr char kToken[] = "test-token-0123456789";
 constexpr char kMemory[] = "256M";
+
+// env's arguments: the test hook's variable when `stop_at` names a point, then `command`.
+std::vector<std::string> withStopPoint(const std::string& stop_at,
+                                       std::vector<std::string> command) {
+  if (!stop_at.empty()) {
+    command.insert(command.begin(),
+                   fmt::format("{}={}", ::flotilla::migration::kTestStopVariable, stop_at));
+  }
+  return command;
+}
+
+// Waits until the VMM stopped itself at its test hook's point (state T in /proc/PID/stat).
+absl::Status waitStopped(VmmProcess& vmm) {
+  const std::string stat = fmt::format("/proc/{}/stat", vmm.process().pid());
+  for (int i = 0; i < 6000; ++i) {
+    auto text = readFileToString(stat);
+    if (!text.ok()) return text.status();
+    // "PID (comm) STATE ...": the state follows the last ')'.
+    const size_t paren = text->rfind(')');
+    if (paren != std::string::npos && paren + 2 < text->size() && (*text)[paren + 2] == 'T') {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError(
+      fmt::format("the VMM did not stop at its test hook within 60 s; log:\n{}", vmm.log()));
+}
 
 uint64_t lastCounterPass(const std::string& serial) {
   uint64_t last = 0;
@@ -43,11 +76,14 @@ class MigrationTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(::flotilla::testing::requireKvm().ok()); }
 
-  std::unique_ptr<VmmProcess> startSource(const std::string& vcpus = "1") {
-    auto vmm = VmmProcess::start(kVmm,
-                                 {"--kernel", kGuest, "--memory", kMemory, "--vcpus", vcpus,
-                                  "--cmdline", "workload=counter counter_mib=32"},
-                                 dir_, fmt::format("vm{}", count_++));
+  // `stop_at`: the test hook's point (migration/test_hook.h) where this VMM stops itself.
+  std::unique_ptr<VmmProcess> startSource(const std::string& vcpus = "1",
+                                          const std::string& stop_at = "") {
+    auto vmm = VmmProcess::start(
+        kEnv,
+        withStopPoint(stop_at, {kVmm, "--kernel", kGuest, "--memory", kMemory, "--vcpus", vcpus,
+                                "--cmdline", "workload=counter counter_mib=32"}),
+        dir_, fmt::format("vm{}", count_++));
     EXPECT_TRUE(vmm.ok()) << vmm.status();
     if (!vmm.ok()) return nullptr;
     auto counting = (*vmm)->waitForSerialCount("counter pass=", 2, absl::Minutes(1));
@@ -57,15 +93,16 @@ class MigrationTest : public ::testing::Test {
 
   // A VMM waiting for a migration on a free port; `port` gets it.
   std::unique_ptr<VmmProcess> startTarget(uint16_t& port, const std::string& memory = kMemory,
-                                          const std::string& vcpus = "1") {
+                                          const std::string& vcpus = "1",
+                                          const std::string& stop_at = "") {
     auto free_port = ::flotilla::testing::pickFreePort();
     EXPECT_TRUE(free_port.ok()) << free_port.status();
     port = *free_port;
-    auto vmm =
-        VmmProcess::start(kVmm,
-                          {"--incoming", fmt::format("tcp:127.0.0.1:{}", port), "--migration-token",
-                           kToken, "--memory", memory, "--vcpus", vcpus},
-                          dir_, fmt::format("vm{}", count_++));
+    auto vmm = VmmProcess::start(
+        kEnv,
+        withStopPoint(stop_at, {kVmm, "--incoming", fmt::format("tcp:127.0.0.1:{}", port),
+                                "--migration-token", kToken, "--memory", memory, "--vcpus", vcpus}),
+        dir_, fmt::format("vm{}", count_++));
     EXPECT_TRUE(vmm.ok()) << vmm.status();
     if (!vmm.ok()) return nullptr;
     expectListening(**vmm);
@@ -161,6 +198,84 @@ TEST_F(MigrationTest, FourVcpusMigrate) {
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
 }
 
+TEST_F(MigrationTest, FourStreamsMoveTheCounterGuest) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  for (int i = 0; i < 2; ++i) {  // there and back
+    uint16_t port = 0;
+    std::unique_ptr<VmmProcess> target = startTarget(port);
+    ASSERT_NE(target, nullptr);
+    const uint64_t before = lastCounterPass(source->serial());
+    ASSERT_TRUE(migrate(*source, port, {.streams = 4}).ok());
+    expectMoved(*source, *target, before);
+    EXPECT_THAT(source->log(), HasSubstr("4 streams to"));
+    EXPECT_THAT(target->log(), HasSubstr("3 data streams from"));
+    EXPECT_THAT(target->log(), HasSubstr("4 streams"));
+    source = std::move(target);
+  }
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
+// The target serves its API while the VM arrives: MigrateStatus follows the receiver, calls
+// that need the VM say it is not there yet, and once it runs the figures stay readable.
+TEST_F(MigrationTest, TargetReportsTheIncomingMigration) {
+  std::unique_ptr<VmmProcess> source = startSource();
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  auto api = target->api();
+  ASSERT_TRUE(api.ok()) << api.status();
+  auto targetStatus = [&api]() {
+    flotilla::v1::MigrationStatus status;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    EXPECT_TRUE((*api)->MigrateStatus(&context, {}, &status).ok());
+    return status;
+  };
+  flotilla::v1::MigrationStatus waiting = targetStatus();
+  EXPECT_EQ(waiting.role(), "target");
+  EXPECT_EQ(waiting.phase(), "waiting");
+  {
+    grpc::ClientContext context;
+    flotilla::v1::VmmInfo info;
+    grpc::Status refused = (*api)->GetInfo(&context, {}, &info);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(refused.error_message(), HasSubstr("still arriving by live migration"));
+  }
+  {
+    grpc::ClientContext context;
+    flotilla::v1::HealthResponse health;
+    ASSERT_TRUE((*api)->Health(&context, {}, &health).ok());
+    EXPECT_EQ(health.status(), flotilla::v1::HealthResponse::NOT_SERVING);
+  }
+  // Cold, at 16 MB/s over 2 streams: the one pass over memory takes about two seconds.
+  const uint64_t before = lastCounterPass(source->serial());
+  ASSERT_TRUE(
+      migrate(*source, port, {.bandwidth_limit = 16'000'000, .cold = true, .streams = 2}).ok());
+  flotilla::v1::MigrationStatus receiving;
+  for (int i = 0; i < 6000; ++i) {
+    receiving = targetStatus();
+    if (receiving.phase() == "memory" && receiving.pages_received() > 0) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(receiving.phase(), "memory");
+  EXPECT_EQ(receiving.streams(), 2u);
+  EXPECT_GT(receiving.pages_received(), 0u);
+  EXPECT_GT(receiving.bytes_received(), receiving.pages_received() * 4096);
+  expectMoved(*source, *target, before);
+  flotilla::v1::MigrationStatus done = targetStatus();
+  EXPECT_EQ(done.role(), "target");
+  EXPECT_EQ(done.phase(), "resumed");
+  EXPECT_GE(done.pages_received(), receiving.pages_received());
+  EXPECT_GE(done.bytes_received(), receiving.bytes_received());
+  grpc::ClientContext context;
+  flotilla::v1::VmmInfo info;
+  ASSERT_TRUE((*api)->GetInfo(&context, {}, &info).ok());
+  EXPECT_EQ(info.state(), flotilla::v1::VMM_RUN_STATE_RUNNING);
+  ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+}
+
 TEST_F(MigrationTest, ColdMigrationMovesTheGuest) {
   std::unique_ptr<VmmProcess> source = startSource();
   ASSERT_NE(source, nullptr);
@@ -217,6 +332,99 @@ TEST_F(MigrationTest, TargetKilledDuringTheTransferLeavesTheGuestAtTheSource) {
   EXPECT_FALSE(status.error().empty());
   expectRunsOn(*source);
   ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
+// The target killed (SIGKILL) at each point of the switchover after the source sent
+// `complete`, stopped there by the test hook first. Before `go` the source resumes and the
+// guest counts on; once `go` left, the source cannot know whether the target runs the guest:
+// it stays paused in phase `unknown` until its manager decides (here: resume, as the target
+// is known to be dead).
+class SwitchoverKillTest : public MigrationTest {
+ protected:
+  // Migrates from a source to a target, one of them started with `stop_at`, and kills the
+  // target once that one stopped; returns the source's final status.
+  flotilla::v1::MigrationStatus killTargetAt(const std::string& stop_at) {
+    const bool source_stops = stop_at.starts_with("source");
+    source_ = startSource("1", source_stops ? stop_at : "");
+    EXPECT_NE(source_, nullptr);
+    if (source_ == nullptr) return {};
+    uint16_t port = 0;
+    target_ = startTarget(port, kMemory, "1", source_stops ? "" : stop_at);
+    EXPECT_NE(target_, nullptr);
+    if (target_ == nullptr) return {};
+    EXPECT_TRUE(migrate(*source_, port).ok());
+    VmmProcess& stopped = source_stops ? *source_ : *target_;
+    absl::Status at_hook = waitStopped(stopped);
+    EXPECT_TRUE(at_hook.ok()) << at_hook;
+    EXPECT_THAT(stopped.log(), HasSubstr("stopping at " + stop_at));
+    EXPECT_TRUE(target_->process().signal(SIGKILL).ok());
+    auto killed = target_->wait(absl::Seconds(30));
+    EXPECT_TRUE(killed.ok()) << killed.status();
+    if (source_stops) {
+      EXPECT_TRUE(source_->process().signal(SIGCONT).ok());
+    }
+    flotilla::v1::MigrationStatus status;
+    finalPhase(*source_, &status);
+    return status;
+  }
+
+  flotilla::v1::VmmRunState sourceState() {
+    auto api = source_->api();
+    if (!api.ok()) return flotilla::v1::VMM_RUN_STATE_UNSPECIFIED;
+    grpc::ClientContext context;
+    flotilla::v1::VmmInfo info;
+    if (!(*api)->GetInfo(&context, {}, &info).ok()) return flotilla::v1::VMM_RUN_STATE_UNSPECIFIED;
+    return info.state();
+  }
+
+  void expectSourceResumed(const flotilla::v1::MigrationStatus& status) {
+    EXPECT_EQ(status.phase(), "failed") << status.error() << source_->log();
+    EXPECT_FALSE(status.error().empty());
+    EXPECT_EQ(sourceState(), flotilla::v1::VMM_RUN_STATE_RUNNING);
+    expectRunsOn(*source_);
+    EXPECT_THAT(source_->log(), HasSubstr("the VM runs here"));
+  }
+
+  void expectSourcePausedInUnknown(const flotilla::v1::MigrationStatus& status) {
+    EXPECT_EQ(status.phase(), "unknown") << status.error() << source_->log();
+    EXPECT_FALSE(status.error().empty());
+    EXPECT_EQ(sourceState(), flotilla::v1::VMM_RUN_STATE_PAUSED) << "never two running copies";
+    EXPECT_THAT(source_->log(), HasSubstr("stays paused"));
+    // Whoever manages the pair learns that the target is gone, and resumes the source.
+    auto api = source_->api();
+    ASSERT_TRUE(api.ok());
+    grpc::ClientContext context;
+    flotilla::v1::ResumeResponse resumed;
+    ASSERT_TRUE((*api)->Resume(&context, {}, &resumed).ok());
+    expectRunsOn(*source_);
+  }
+
+  void TearDown() override {
+    if (source_ != nullptr) (void)source_->process().terminate(absl::Seconds(10));
+  }
+
+  std::unique_ptr<VmmProcess> source_;
+  std::unique_ptr<VmmProcess> target_;
+};
+
+TEST_F(SwitchoverKillTest, TargetKilledBeforeReadyResumesTheSource) {
+  expectSourceResumed(killTargetAt("target-loading"));
+}
+
+TEST_F(SwitchoverKillTest, TargetKilledBetweenReadyAndGoResumesTheSource) {
+  // The source holds still between `ready` and `go`; it finds the target gone before it
+  // says `go`.
+  expectSourceResumed(killTargetAt("source-ready"));
+}
+
+TEST_F(SwitchoverKillTest, TargetKilledAfterReadyWithGoOnItsWayLeavesTheSourcePaused) {
+  // The target stops right after `ready`: `go` is already in its socket when it dies. The
+  // source cannot tell this from a target that runs the guest.
+  expectSourcePausedInUnknown(killTargetAt("target-ready"));
+}
+
+TEST_F(SwitchoverKillTest, TargetKilledAfterGoLeavesTheSourcePausedInPhaseUnknown) {
+  expectSourcePausedInUnknown(killTargetAt("target-go"));
 }
 
 TEST_F(MigrationTest, SourceKilledDuringTheTransferLeavesNothingAtTheTarget) {

@@ -13,185 +13,18 @@
 #include "gtest/gtest.h"
 #include "migration/receiver.h"
 #include "migration/sender.h"
+#include "tests/unit/migration/fake_vms.h"
 #include "tests/unit/migration/socket_pair.h"
 
 namespace flotilla::migration {
 namespace {
 
+using testing::FakeSourceVm;
+using testing::FakeTargetVm;
+using testing::firstDifference;
 using ::testing::HasSubstr;
-
-constexpr uint64_t kPages = 1024;  // 4 MiB
-constexpr uint64_t kBytes = kPages * kPageBytes;
-
-flotilla::v1::MigrationMemoryLayout layoutOf(uint64_t bytes) {
-  flotilla::v1::MigrationMemoryLayout layout;
-  layout.set_ram_bytes(bytes);
-  layout.set_memory_bytes(bytes);
-  layout.set_page_size(kPageBytes);
-  layout.set_vcpus(1);
-  layout.set_cpu_model("host");
-  return layout;
-}
-
-// A VM whose "guest" is a thread incrementing one byte of page after page (of the first
-// `busy_pages`), marking each page dirty, and pausing `pace` between writes.
-class FakeSourceVm : public SourceVm {
- public:
-  explicit FakeSourceVm(uint64_t busy_pages = 64, absl::Duration pace = absl::Microseconds(200))
-      : memory_(kBytes, 0), dirty_(kPages), busy_pages_(busy_pages), pace_(pace) {
-    // Some content, some zero pages, some never touched.
-    for (uint64_t page = 0; page < kPages / 2; page += 3) memory_[page * kPageBytes + 7] = 1;
-    guest_ = std::thread([this] { runGuest(); });
-  }
-  ~FakeSourceVm() override {
-    stop_.store(true);
-    guest_.join();
-  }
-
-  flotilla::v1::MigrationMemoryLayout layout() const override { return layoutOf(kBytes); }
-  std::span<const uint8_t> memory() const override { return memory_; }
-  absl::StatusOr<std::vector<ByteRange>> populated() const override {
-    return std::vector<ByteRange>{{0, kBytes}};
-  }
-  absl::Status startDirtyLog() override {
-    logging_.store(true);
-    return absl::OkStatus();
-  }
-  absl::StatusOr<uint64_t> fetchDirtyLog(vmm::DirtyBitmap& out) override {
-    const uint64_t before = out.count();
-    dirty_.drainInto(out);
-    return out.count() - before;
-  }
-  absl::Status stopDirtyLog() override {
-    logging_.store(false);
-    return absl::OkStatus();
-  }
-  absl::Status pause() override {
-    absl::MutexLock lock(&mu_);
-    paused_ = true;
-    mu_.Await(absl::Condition(&idle_));  // the guest finished its current write
-    return absl::OkStatus();
-  }
-  absl::Status resume() override {
-    absl::MutexLock lock(&mu_);
-    paused_ = false;
-    ++resumes_;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::string> saveDeviceState() override { return std::string("device state"); }
-  void setThrottle(int percent) override {
-    absl::MutexLock lock(&mu_);
-    throttles_.push_back(percent);
-    throttle_.store(percent);
-  }
-
-  bool paused() {
-    absl::MutexLock lock(&mu_);
-    return paused_;
-  }
-  int resumes() {
-    absl::MutexLock lock(&mu_);
-    return resumes_;
-  }
-  std::vector<int> throttles() {
-    absl::MutexLock lock(&mu_);
-    return throttles_;
-  }
-  uint64_t writes() const { return writes_.load(); }
-  const std::vector<uint8_t>& bytes() const { return memory_; }
-
- private:
-  void runGuest() {
-    uint64_t page = 0;
-    while (!stop_.load()) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (paused_) {
-          idle_ = true;
-          mu_.AwaitWithTimeout(absl::Condition(
-                                   +[](bool* paused) { return !*paused; }, &paused_),
-                               absl::Milliseconds(10));
-          continue;
-        }
-        idle_ = false;
-      }
-      ++memory_[page * kPageBytes + 100];
-      if (logging_.load()) dirty_.markBytes(page * kPageBytes + 100, 1);
-      writes_.fetch_add(1);
-      page = (page + 1) % busy_pages_;
-      {
-        absl::MutexLock lock(&mu_);
-        idle_ = true;
-      }
-      const int throttle = throttle_.load();
-      std::this_thread::sleep_for(std::chrono::microseconds(absl::ToInt64Microseconds(pace_)) *
-                                  (100 + 10 * throttle) / 100);
-    }
-  }
-
-  std::vector<uint8_t> memory_;
-  vmm::ConcurrentDirtyBitmap dirty_;
-  const uint64_t busy_pages_;
-  const absl::Duration pace_;
-  std::atomic<bool> logging_{false};
-  std::atomic<bool> stop_{false};
-  std::atomic<int> throttle_{0};
-  std::atomic<uint64_t> writes_{0};
-  absl::Mutex mu_;
-  bool paused_ = false;
-  bool idle_ = true;
-  int resumes_ = 0;
-  std::vector<int> throttles_;
-  std::thread guest_;
-};
-
-class FakeTargetVm : public TargetVm {
- public:
-  absl::Status prepare(const flotilla::v1::MigrationMemoryLayout& layout) override {
-    if (layout.ram_bytes() != expected_bytes) {
-      return absl::FailedPreconditionError(
-          fmt::format("this target was started for {} bytes of RAM, the VM has {}", expected_bytes,
-                      layout.ram_bytes()));
-    }
-    memory_.assign(layout.memory_bytes(), 0);
-    return absl::OkStatus();
-  }
-  std::span<uint8_t> memory() override { return memory_; }
-  absl::Status load(const std::string& state) override {
-    if (!load_error.ok()) return load_error;
-    state_ = state;
-    return absl::OkStatus();
-  }
-  absl::Status resume() override {
-    if (on_resume) on_resume();
-    running = true;
-    return absl::OkStatus();
-  }
-  void discard() override { discarded = true; }
-
-  uint64_t expected_bytes = kBytes;
-  absl::Status load_error = absl::OkStatus();
-  std::function<void()> on_resume;
-  bool running = false;
-  bool discarded = false;
-  std::vector<uint8_t> memory_;
-  std::string state_;
-};
-
-// "" when equal, else where the first difference is.
-std::string firstDifference(const std::vector<uint8_t>& target,
-                            const std::vector<uint8_t>& source) {
-  if (target.size() != source.size()) {
-    return fmt::format("sizes {} and {}", target.size(), source.size());
-  }
-  for (size_t i = 0; i < target.size(); ++i) {
-    if (target[i] != source[i]) {
-      return fmt::format("page {} byte {}: target {}, source {}", i / kPageBytes, i % kPageBytes,
-                         target[i], source[i]);
-    }
-  }
-  return "";
-}
+using testing::kBytes;
+using testing::layoutOf;
 
 struct Outcome {
   absl::Status sent;
@@ -205,7 +38,10 @@ class MigrationEngineTest : public ::testing::Test {
                   const std::function<void(MigrationSender&)>& during = {}) {
     auto [source_side, target_side] = testing::connectionPair();
     target_connection_ = target_side.get();
-    MigrationReceiver receiver(target_, {.token = "one-time"});
+    ReceiveOptions receive_options{.token = "one-time"};
+    if (target_stop_) receive_options.stop_point = target_stop_;
+    if (source_stop_) send_options.stop_point = source_stop_;
+    MigrationReceiver receiver(target_, std::move(receive_options));
     MigrationSender sender(source_, std::move(send_options));
     Outcome outcome;
     std::thread target([&] { outcome.received = receiver.run(*target_side); });
@@ -240,6 +76,9 @@ class MigrationEngineTest : public ::testing::Test {
   FakeSourceVm source_;
   FakeTargetVm target_;
   Connection* target_connection_ = nullptr;
+  // Test hooks at the switchover's points (test_hook.h).
+  StopPoint source_stop_;
+  StopPoint target_stop_;
   ReceiverStats stats_;
   bool sender_running_ = true;
 };
@@ -408,6 +247,46 @@ TEST_F(MigrationEngineTest, ConnectionLostAfterGoKeepsTheSourcePaused) {
   EXPECT_TRUE(source_.paused()) << "the source must not run a second copy";
   EXPECT_EQ(source_.resumes(), 0);
   EXPECT_TRUE(target_.running);
+}
+
+// The target lost at each point of the switchover after `complete` (its connection cut where
+// flotilla-vmm's test hook would stop it): before `go` the source resumes; once `go` left, it
+// stays paused.
+TEST_F(MigrationEngineTest, TargetLostBeforeReadyResumesTheSource) {
+  target_stop_ = [this](std::string_view point) {
+    if (point == "target-loading") target_connection_->cancel();
+  };
+  Outcome outcome = migrate(options());
+  EXPECT_FALSE(outcome.sent.ok());
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kFailed);
+  EXPECT_EQ(source_.resumes(), 1);
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, TargetLostBetweenReadyAndGoResumesTheSource) {
+  // The source got `ready`; before it says `go`, the target's end closes: it checks, and
+  // never hands the guest to a target that is gone.
+  source_stop_ = [this](std::string_view point) {
+    if (point == "source-ready") target_connection_->cancel();
+  };
+  Outcome outcome = migrate(options());
+  EXPECT_FALSE(outcome.sent.ok());
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kFailed) << outcome.sent;
+  EXPECT_EQ(source_.resumes(), 1);
+  expectRunsOnlyAtTheSource();
+}
+
+TEST_F(MigrationEngineTest, TargetLostAfterGoKeepsTheSourcePausedInPhaseUnknown) {
+  target_stop_ = [this](std::string_view point) {
+    if (point == "target-go") target_connection_->cancel();
+  };
+  Outcome outcome = migrate(options());
+  EXPECT_FALSE(outcome.sent.ok());
+  EXPECT_EQ(outcome.stats.phase, MigrationPhase::kUnknown);
+  EXPECT_FALSE(outcome.stats.error.empty());
+  EXPECT_FALSE(sender_running_);
+  EXPECT_TRUE(source_.paused()) << "the source must not run a second copy";
+  EXPECT_EQ(source_.resumes(), 0);
 }
 
 TEST_F(MigrationEngineTest, AutoConvergeThrottlesAGuestThatOutrunsTheLink) {
