@@ -19,6 +19,8 @@ struct MigrationOptions {
   std::string compression{};  // "": none
   uint32_t streams = 1;
   bool with_disks = false;  // with cold
+  uint32_t max_rounds = 0;   // 0: the VMM's default
+  bool auto_converge = false;
 };
 
 // Waits until the target VMM listens for its migration (it logs so).
@@ -43,6 +45,8 @@ inline grpc::Status sendMigration(testing::VmmProcess& source, uint16_t port,
   request.set_compression(options.compression);
   request.set_streams(options.streams);
   request.set_with_disks(options.with_disks);
+  request.set_max_rounds(options.max_rounds);
+  request.set_auto_converge(options.auto_converge);
   flotilla::v1::MigrateSendResponse response;
   grpc::ClientContext context;
   return (*api)->MigrateSend(&context, request, &response);

@@ -276,6 +276,67 @@ TEST_F(MigrationTest, TargetReportsTheIncomingMigration) {
   ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
 }
 
+// A guest that dirties 64 MiB at 100 MB/s, over a link capped at 25 MB/s.
+std::unique_ptr<VmmProcess> startFastDirtier(const TempDir& dir, int index) {
+  auto vmm = VmmProcess::start(kEnv,
+                               {kVmm, "--kernel", kGuest, "--memory", kMemory, "--cmdline",
+                                "workload=dirty dirty_mib=64 rate_mbps=100"},
+                               dir, fmt::format("dirtier{}", index));
+  EXPECT_TRUE(vmm.ok()) << vmm.status();
+  if (!vmm.ok()) return nullptr;
+  EXPECT_TRUE((*vmm)->waitForSerialCount("dirty pass=", 1, absl::Minutes(1)).ok()) << (*vmm)->log();
+  return std::move(*vmm);
+}
+
+constexpr uint64_t kCappedLink = 25'000'000;
+
+TEST_F(MigrationTest, GuestOutrunningACappedLinkStopsAtTheRoundLimitAndRunsOn) {
+  std::unique_ptr<VmmProcess> source = startFastDirtier(dir_, 0);
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  ASSERT_TRUE(migrate(*source, port,
+                      {.downtime_limit_ms = 100, .bandwidth_limit = kCappedLink, .max_rounds = 4})
+                  .ok());
+  flotilla::v1::MigrationStatus status;
+  EXPECT_EQ(finalPhase(*source, &status), "failed") << status.DebugString();
+  EXPECT_EQ(status.throttle_percent(), 0u);
+  EXPECT_THAT(status.error(), HasSubstr("round")) << status.DebugString();
+  // The source runs on unharmed; the target ran nothing.
+  const size_t passes = ::flotilla::testing::linesStartingWith(
+                            ::flotilla::testing::guestProtocolLines(source->serial()), "dirty pass=")
+                            .size();
+  EXPECT_TRUE(source->waitForSerialCount("dirty pass=", passes + 1, absl::Minutes(1)).ok());
+  auto exit = target->wait(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->code, kExitMigrationFailed);
+  ASSERT_TRUE(source->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST_F(MigrationTest, AutoConvergeCompletesAMigrationThatCouldNotConverge) {
+  std::unique_ptr<VmmProcess> source = startFastDirtier(dir_, 1);
+  ASSERT_NE(source, nullptr);
+  uint16_t port = 0;
+  std::unique_ptr<VmmProcess> target = startTarget(port);
+  ASSERT_NE(target, nullptr);
+  ASSERT_TRUE(migrate(*source, port,
+                      {.downtime_limit_ms = 100,
+                       .bandwidth_limit = kCappedLink,
+                       .max_rounds = 30,
+                       .auto_converge = true})
+                  .ok());
+  flotilla::v1::MigrationStatus status;
+  const std::string phase = finalPhase(*source, &status);
+  EXPECT_TRUE(phase == "completed" || phase == "") << phase << status.DebugString();
+  EXPECT_GT(status.throttle_percent(), 0u) << status.DebugString();
+  auto exit = source->wait(absl::Minutes(1));
+  ASSERT_TRUE(exit.ok()) << exit.status() << source->log();
+  EXPECT_EQ(exit->code, 0) << source->log();
+  EXPECT_TRUE(target->waitForSerialCount("dirty pass=", 1, absl::Minutes(1)).ok()) << target->log();
+  ASSERT_TRUE(target->process().terminate(absl::Seconds(10)).ok());
+}
+
 TEST_F(MigrationTest, ColdMigrationMovesTheGuest) {
   std::unique_ptr<VmmProcess> source = startSource();
   ASSERT_NE(source, nullptr);
