@@ -196,6 +196,9 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     answering = !prober.replies().empty();
   }
   ASSERT_TRUE(answering) << "the VM does not answer on host A";
+  auto ping = (*client_ns)->exec({"ping", "-c", "3", "-i", "0.2", "-W", "2", kVmIp});
+  ASSERT_TRUE(ping.ok()) << ping.status();
+  EXPECT_TRUE(ping->status.success()) << "no ping answer on host A: " << ping->out;
 
   // The migration, step by step as the controller drives it.
   const absl::Time begin = absl::Now();
@@ -264,6 +267,9 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     ASSERT_TRUE(a.api().ListVms(&context, flotilla::v1::ListAgentVmsRequest(), &list).ok());
     EXPECT_EQ(list.vms_size(), 0) << "the source still holds the VM";
   }
+  ping = (*client_ns)->exec({"ping", "-c", "3", "-i", "0.2", "-W", "2", kVmIp});
+  ASSERT_TRUE(ping.ok()) << ping.status();
+  EXPECT_TRUE(ping->status.success()) << "no ping answer from host B: " << ping->out;
   std::vector<absl::Time> replies = prober.replies();
   ASSERT_FALSE(replies.empty());
   EXPECT_GT(replies.back(), end) << "no echo from host B after the migration";
