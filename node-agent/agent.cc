@@ -68,7 +68,8 @@ std::string migrationAddress(const AgentConfig& config) {
     return config.migration_address;
   }
   const size_t colon = config.advertise.rfind(':');
-  std::string host = colon == std::string::npos ? config.advertise : config.advertise.substr(0, colon);
+  std::string host =
+      colon == std::string::npos ? config.advertise : config.advertise.substr(0, colon);
   return host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host;
 }
 
@@ -87,7 +88,8 @@ int runAgent(int argc, const char* const* argv) {
   if (!config.ok()) return fail(config.status(), 2);
   auto level = parseLogLevel(config->log_level);
   if (!level.ok()) return fail(level.status(), 2);
-  if (absl::Status logging = initLogging({.level = *level, .file = config->log_file}); !logging.ok()) {
+  if (absl::Status logging = initLogging({.level = *level, .file = config->log_file});
+      !logging.ok()) {
     return fail(logging, 2);
   }
   const Logger log = Logger("agent").with("host", config->host);
@@ -140,14 +142,17 @@ int runAgent(int argc, const char* const* argv) {
   const std::string advertise = config->advertise;
   const std::string migration_address = vm_options.migration_address;
   const std::string tunnel_ip = config->ovs.tunnel_ip;
-  HostReporter reporter(**etcd, **vms, [&host, advertise, migration_address, tunnel_ip] {
-    flotilla::v1::HostStatus status = host.describe();
-    status.set_agent_address(advertise);
-    status.set_migration_address(migration_address);
-    status.set_tunnel_ip(tunnel_ip);
-    status.set_agent_version(kVersion);
-    return status;
-  }, report_options);
+  HostReporter reporter(
+      **etcd, **vms,
+      [&host, advertise, migration_address, tunnel_ip] {
+        flotilla::v1::HostStatus status = host.describe();
+        status.set_agent_address(advertise);
+        status.set_migration_address(migration_address);
+        status.set_tunnel_ip(tunnel_ip);
+        status.set_agent_version(kVersion);
+        return status;
+      },
+      report_options);
 
   auto credentials = serverCredentials(*config);
   if (!credentials.ok()) return fail(credentials.status(), 2);
@@ -164,9 +169,9 @@ int runAgent(int argc, const char* const* argv) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || tcp_port == 0) {
-    return fail(absl::UnavailableError(fmt::format(
-                    "cannot serve AgentService on {} (and {}): is the address in use?",
-                    config->listen, config->socket)),
+    return fail(absl::UnavailableError(
+                    fmt::format("cannot serve AgentService on {} (and {}): is the address in use?",
+                                config->listen, config->socket)),
                 1);
   }
   if (!config->socket.empty()) ::chmod(config->socket.c_str(), 0600);

@@ -52,7 +52,8 @@ class AgentServiceImpl final : public flotilla::v1::AgentService::Service {
   grpc::Status FinishMigration(grpc::ServerContext*,
                                const flotilla::v1::MigrationEndRequest* request,
                                flotilla::v1::AgentVm* response) override;
-  grpc::Status AbortMigration(grpc::ServerContext*, const flotilla::v1::MigrationEndRequest* request,
+  grpc::Status AbortMigration(grpc::ServerContext*,
+                              const flotilla::v1::MigrationEndRequest* request,
                               flotilla::v1::AgentVm* response) override;
 
  private:

@@ -122,8 +122,8 @@ absl::Status validateAgentConfig(const AgentConfig& config) {
   if (config.etcd.endpoints.empty()) {
     problems.push_back("etcd.endpoints is empty: list the etcd members, e.g. [127.0.0.1:2379]");
   }
-  if (!config.plaintext && (config.tls.ca_file.empty() || config.tls.cert_file.empty() ||
-                            config.tls.key_file.empty())) {
+  if (!config.plaintext &&
+      (config.tls.ca_file.empty() || config.tls.cert_file.empty() || config.tls.key_file.empty())) {
     problems.push_back(
         "tls.ca, tls.cert and tls.key are required (or plaintext: true, for tests only)");
   }
@@ -152,7 +152,8 @@ absl::Status validateAgentConfig(const AgentConfig& config) {
       problems.push_back(fmt::format("pool '{}' is listed twice", pool.name));
     }
     if (pool.type == "dir") {
-      if (pool.path.empty()) problems.push_back(fmt::format("pool '{}': dir needs a path", pool.name));
+      if (pool.path.empty())
+        problems.push_back(fmt::format("pool '{}': dir needs a path", pool.name));
     } else if (pool.type == "iscsi") {
       if (pool.portal.empty() || pool.iqn_prefix.empty()) {
         problems.push_back(
@@ -164,8 +165,8 @@ absl::Status validateAgentConfig(const AgentConfig& config) {
             pool.name));
       }
     } else {
-      problems.push_back(
-          fmt::format("pool '{}': unknown type '{}' (expected dir or iscsi)", pool.name, pool.type));
+      problems.push_back(fmt::format("pool '{}': unknown type '{}' (expected dir or iscsi)",
+                                     pool.name, pool.type));
     }
   }
   if (problems.empty()) return absl::OkStatus();

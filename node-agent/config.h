@@ -36,9 +36,9 @@ struct PoolConfig {
 };
 
 struct OvsConfig {
-  std::string db;                     // ovs-vsctl --db; empty: OVS's default socket
-  std::string bridge = "br-int";      // the integration bridge VMs' ports go to
-  std::string datapath = "system";    // netdev for the userspace datapath
+  std::string db;                   // ovs-vsctl --db; empty: OVS's default socket
+  std::string bridge = "br-int";    // the integration bridge VMs' ports go to
+  std::string datapath = "system";  // netdev for the userspace datapath
   // Underlay for VXLAN on the userspace datapath (the br-phy pattern, docs/network.md);
   // empty underlay_port: the kernel routes tunnel traffic (datapath system).
   std::string underlay_bridge = "br-phy";
@@ -50,10 +50,10 @@ struct OvsConfig {
 };
 
 struct AgentConfig {
-  std::string host;             // the host's name in the cluster; default: hostname
+  std::string host;  // the host's name in the cluster; default: hostname
   std::string listen = "0.0.0.0:7100";
-  std::string advertise;        // host:port in the host record; default: listen
-  bool plaintext = false;       // no TLS on `listen`: tests only
+  std::string advertise;   // host:port in the host record; default: listen
+  bool plaintext = false;  // no TLS on `listen`: tests only
   TlsConfig tls;
   std::string socket = "/run/flotilla/agent.sock";  // local admin socket; empty: none
   std::string state_dir = "/var/lib/flotilla/agent";

@@ -126,7 +126,8 @@ absl::StatusOr<std::vector<std::string>> HostPlumbing::removeStalePorts(
   for (const auto& vm : vms) {
     for (const auto& nic : vm.nics()) keep.push_back(nic.port());
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> removed, ovs_->removeStalePorts(config_.ovs.bridge, keep));
+  ASSIGN_OR_RETURN(std::vector<std::string> removed,
+                   ovs_->removeStalePorts(config_.ovs.bridge, keep));
   for (const std::string& port : removed) {
     absl::Status deleted = network::deleteTap(port);
     if (!deleted.ok() && !absl::IsNotFound(deleted)) {
@@ -147,14 +148,15 @@ absl::StatusOr<std::string> HostPlumbing::diskOption(std::string_view pool_name,
   if (found == nullptr) {
     std::string known;
     for (const auto& [name, ignored] : pools_) known += (known.empty() ? "" : ", ") + name;
-    return absl::NotFoundError(fmt::format(
-        "pool '{}' is not configured on this host (its pools: {})", pool_name,
-        known.empty() ? "none" : known));
+    return absl::NotFoundError(
+        fmt::format("pool '{}' is not configured on this host (its pools: {})", pool_name,
+                    known.empty() ? "none" : known));
   }
   return found->diskOption(volume);
 }
 
-absl::Status HostPlumbing::create(std::string_view vm, uint32_t vcpus, uint64_t memory_limit_bytes) {
+absl::Status HostPlumbing::create(std::string_view vm, uint32_t vcpus,
+                                  uint64_t memory_limit_bytes) {
   VmLimits limits;
   limits.cpu_millicores = uint64_t{vcpus} * 1000;
   limits.memory_max_bytes = memory_limit_bytes;
@@ -204,7 +206,8 @@ absl::Status HostPlumbing::syncPeers(etcd::EtcdClient& etcd) {
   std::vector<network::TunnelSpec> tunnels;
   for (const auto& kv : hosts.kvs) {
     flotilla::v1::HostStatus peer;
-    if (!peer.ParseFromString(kv.value) || peer.name() == config_.host || peer.tunnel_ip().empty()) {
+    if (!peer.ParseFromString(kv.value) || peer.name() == config_.host ||
+        peer.tunnel_ip().empty()) {
       continue;
     }
     network::TunnelSpec tunnel;
@@ -230,7 +233,8 @@ void HostPlumbing::startPeerSync(etcd::EtcdClient& etcd, absl::Duration interval
     do {
       absl::Status status = syncPeers(etcd);
       if (!status.ok()) {
-        log_.limited(limiter, LogLevel::kWarn, "cannot sync the VXLAN tunnels: {}", status.message());
+        log_.limited(limiter, LogLevel::kWarn, "cannot sync the VXLAN tunnels: {}",
+                     status.message());
       }
     } while (!stop_sync_.WaitForNotificationWithTimeout(interval));
   });

@@ -128,7 +128,8 @@ absl::Status HostReporter::reportOnce() {
     ASSIGN_OR_RETURN(etcd::Lease lease, etcd_.grantLease(options_.lease_ttl));
     auto keepalive = std::make_unique<etcd::LeaseKeepAlive>(etcd_, lease);
     absl::MutexLock lock(&mu_);
-    if (keepalive_ != nullptr) log_.warn("lease {} was lost; now holding lease {}", keepalive_->id(), lease.id);
+    if (keepalive_ != nullptr)
+      log_.warn("lease {} was lost; now holding lease {}", keepalive_->id(), lease.id);
     keepalive_ = std::move(keepalive);
     fenced_ = false;
     status.set_lease_id(static_cast<uint64_t>(lease.id));
@@ -148,7 +149,8 @@ void HostReporter::reportLoop() {
   do {
     absl::Status status = reportOnce();
     if (!status.ok()) {
-      log_.limited(limiter, LogLevel::kWarn, "cannot report the host's status to etcd: {}", status.message());
+      log_.limited(limiter, LogLevel::kWarn, "cannot report the host's status to etcd: {}",
+                   status.message());
     }
   } while (!stopping_.WaitForNotificationWithTimeout(options_.report_interval));
 }

@@ -36,7 +36,8 @@ class VmStorage {
   virtual ~VmStorage() = default;
   // The VMM's --disk option for the volume ("path=..." or "iscsi=..."); errors name the pool
   // and the volume.
-  virtual absl::StatusOr<std::string> diskOption(std::string_view pool, std::string_view volume) = 0;
+  virtual absl::StatusOr<std::string> diskOption(std::string_view pool,
+                                                 std::string_view volume) = 0;
 };
 
 struct CgroupUsageSample {

@@ -2,14 +2,14 @@
 // vm_manager.h).
 #include "node-agent/vm_manager.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,7 +21,6 @@
 #include <system_error>
 
 #include "absl/strings/numbers.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "common/files.h"
 #include "common/process.h"
 #include "common/rpc/channel.h"
@@ -29,6 +28,7 @@
 #include "common/status.h"
 #include "flotilla/v1/vmm.grpc.pb.h"
 #include "fmt/format.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -48,7 +48,7 @@ struct VmManager::Entry {
   absl::Mutex op_mu;
   absl::Mutex mu ABSL_ACQUIRED_AFTER(op_mu);
   AgentVmRecord record ABSL_GUARDED_BY(mu);
-  UniqueFd pidfd ABSL_GUARDED_BY(mu);  // valid while the VMM runs
+  UniqueFd pidfd ABSL_GUARDED_BY(mu);          // valid while the VMM runs
   bool own_child ABSL_GUARDED_BY(mu) = false;  // spawned by this process: its status is ours
   bool stopping ABSL_GUARDED_BY(mu) = false;   // a stop (or fence) was asked for
   std::string stop_reason ABSL_GUARDED_BY(mu);
@@ -134,14 +134,13 @@ void setState(AgentVmRecord& record, VmState state, std::string message) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<VmManager>> VmManager::create(VmManagerOptions options,
-                                                            VmNetwork& network,
-                                                            VmStorage& storage,
-                                                            VmCgroups& cgroups) {
+                                                             VmNetwork& network, VmStorage& storage,
+                                                             VmCgroups& cgroups) {
   ASSIGN_OR_RETURN(VmRecordStore store, VmRecordStore::open(options.state_dir + "/vms"));
   ASSIGN_OR_RETURN(std::vector<AgentVmRecord> records, store.loadAll());
   ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::create("vmm-watch"));
-  std::unique_ptr<VmManager> manager(
-      new VmManager(std::move(options), network, storage, cgroups, std::move(store), std::move(loop)));
+  std::unique_ptr<VmManager> manager(new VmManager(std::move(options), network, storage, cgroups,
+                                                   std::move(store), std::move(loop)));
   for (const AgentVmRecord& record : records) {
     RETURN_IF_ERROR(manager->reattach(record));
   }
@@ -214,8 +213,7 @@ absl::Status VmManager::reattach(const AgentVmRecord& record) {
       entry->record.set_vmm_pid(0);
       entry->record.mutable_vm()->set_vmm_pid(0);
       entry->record.mutable_vm()->set_last_exit("exited while the agent was not running");
-      setState(entry->record,
-               meant_to_run ? VmState::VM_STATE_FAILED : VmState::VM_STATE_STOPPED,
+      setState(entry->record, meant_to_run ? VmState::VM_STATE_FAILED : VmState::VM_STATE_STOPPED,
                "the VMM exited while the agent was not running; its log: " + record.log_path());
       log.warn("its VMM (pid {}) exited while the agent was not running", pid);
       RETURN_IF_ERROR(store_.save(entry->record));
@@ -260,7 +258,8 @@ void VmManager::onExit(const std::shared_ptr<Entry>& entry) {
   bool known = false;
   if (entry->own_child) {
     siginfo_t info{};
-    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) == 0 && info.si_pid == pid) {
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) == 0 &&
+        info.si_pid == pid) {
       known = true;
       if (info.si_code == CLD_EXITED) {
         status.code = info.si_status;
@@ -303,17 +302,17 @@ absl::StatusOr<AgentVmRecord> VmManager::newRecord(
         fmt::format("VM '{}': vcpus must be 1 to 255, not {}", name, spec.vcpus()));
   }
   if (spec.memory_bytes() < (uint64_t{16} << 20) || spec.memory_bytes() % 4096 != 0) {
-    return absl::InvalidArgumentError(fmt::format(
-        "VM '{}': memory_bytes must be a multiple of 4096 and at least 16 MiB, not {}", name,
-        spec.memory_bytes()));
+    return absl::InvalidArgumentError(
+        fmt::format("VM '{}': memory_bytes must be a multiple of 4096 and at least 16 MiB, not {}",
+                    name, spec.memory_bytes()));
   }
   if (spec.boot().kernel().empty()) {
     return absl::InvalidArgumentError(fmt::format("VM '{}': boot.kernel is empty", name));
   }
   if (::access(spec.boot().kernel().c_str(), R_OK) != 0) {
-    return absl::InvalidArgumentError(fmt::format(
-        "VM '{}': kernel {} cannot be read on this host: {}", name, spec.boot().kernel(),
-        std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        fmt::format("VM '{}': kernel {} cannot be read on this host: {}", name,
+                    spec.boot().kernel(), std::strerror(errno)));
   }
   AgentVmRecord record;
   AgentVm& vm = *record.mutable_vm();
@@ -344,8 +343,8 @@ absl::StatusOr<AgentVmRecord> VmManager::newRecord(
           name, i, nic.network()));
     }
     if (binding->vlan() == 0 || binding->vlan() > 4094) {
-      return absl::InvalidArgumentError(fmt::format(
-          "network '{}': VLAN {} is out of range 1-4094", binding->name(), binding->vlan()));
+      return absl::InvalidArgumentError(fmt::format("network '{}': VLAN {} is out of range 1-4094",
+                                                    binding->name(), binding->vlan()));
     }
     std::string mac = i < macs.size() ? macs.Get(i) : nic.mac();
     if (mac.empty()) {
@@ -383,8 +382,8 @@ absl::Status VmManager::provision(const AgentVmRecord& record) {
   if (error) {
     return errnoStatus(error.value(), fmt::format("cannot create {}", vmDir(vm.name())));
   }
-  absl::Status status = cgroups_.create(vm.name(), vm.spec().vcpus(),
-                                        vm.spec().memory_bytes() + options_.vmm_memory_overhead_bytes);
+  absl::Status status = cgroups_.create(
+      vm.name(), vm.spec().vcpus(), vm.spec().memory_bytes() + options_.vmm_memory_overhead_bytes);
   for (int i = 0; status.ok() && i < vm.nics_size(); ++i) {
     status = network_.plug(vm.nics(i), identity);
   }
@@ -486,8 +485,10 @@ absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::str
   SpawnOptions spawn;
   // Its standard output and error go to its log too: a VMM that fails before its logging is
   // set up (a bad option) says why there.
-  UniqueFd log_file(::open(record.log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!log_file.valid()) return errnoStatus(errno, fmt::format("cannot open {}", record.log_path()));
+  UniqueFd log_file(
+      ::open(record.log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log_file.valid())
+    return errnoStatus(errno, fmt::format("cannot open {}", record.log_path()));
   spawn.fds = {{1, log_file.get()}, {2, log_file.get()}};
   std::vector<UniqueFd> taps;
   for (int i = 0; i < vm.nics_size(); ++i) {
@@ -496,9 +497,8 @@ absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::str
     const int child_fd = 3 + i;
     spawn.fds.emplace_back(child_fd, tap->get());
     taps.push_back(std::move(*tap));
-    command.nics.push_back(VmmNicArg{.child_fd = child_fd,
-                                     .mac = vm.nics(i).mac(),
-                                     .offload = vm.spec().nics(i).offload()});
+    command.nics.push_back(VmmNicArg{
+        .child_fd = child_fd, .mac = vm.nics(i).mac(), .offload = vm.spec().nics(i).offload()});
   }
   spawn.argv = vmmArgv(command);
   spawn.new_process_group = true;  // the VMM outlives the agent and its signals
@@ -556,10 +556,10 @@ absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::str
         if (entry.pidfd.valid()) sendSignal(entry.pidfd.get(), SIGKILL);
       }
       waitPidfdClosed(entry);
-      return absl::UnavailableError(fmt::format(
-          "VM '{}': its VMM {} before serving its API; the end of its log ({}): {}", vm.name(),
-          exited ? "exited" : "did not answer in time and was killed", record.log_path(),
-          tail(record.log_path(), 800)));
+      return absl::UnavailableError(
+          fmt::format("VM '{}': its VMM {} before serving its API; the end of its log ({}): {}",
+                      vm.name(), exited ? "exited" : "did not answer in time and was killed",
+                      record.log_path(), tail(record.log_path(), 800)));
     }
     absl::SleepFor(absl::Milliseconds(2));
   }
@@ -649,8 +649,8 @@ absl::Status VmManager::deleteVm(std::string_view name) {
   std::shared_ptr<Entry> entry = find(name);
   if (entry == nullptr) return absl::OkStatus();
   absl::MutexLock op(&entry->op_mu);
-  RETURN_IF_ERROR(annotate(stopLocked(*entry, options_.stop_grace),
-                           fmt::format("deleting VM '{}'", name)));
+  RETURN_IF_ERROR(
+      annotate(stopLocked(*entry, options_.stop_grace), fmt::format("deleting VM '{}'", name)));
   AgentVmRecord record;
   {
     absl::MutexLock lock(&entry->mu);
@@ -692,7 +692,8 @@ absl::StatusOr<flotilla::v1::ConsoleLogResponse> VmManager::consoleLog(
   response.set_next_offset(request.offset());
   std::ifstream file(path, std::ios::binary);
   if (!file) return response;  // nothing written yet
-  const uint32_t max = request.max_bytes() == 0 ? 65536 : std::min(request.max_bytes(), kMaxConsoleChunk);
+  const uint32_t max =
+      request.max_bytes() == 0 ? 65536 : std::min(request.max_bytes(), kMaxConsoleChunk);
   file.seekg(static_cast<std::streamoff>(request.offset()));
   std::string data(max, '\0');
   file.read(data.data(), max);
@@ -716,8 +717,10 @@ absl::StatusOr<uint16_t> VmManager::pickMigrationPort() {
       }
     }
   }
-  for (uint32_t port = options_.migration_port_first; port <= options_.migration_port_last; ++port) {
-    if (!taken.contains(port) && isTcpPortFree(options_.migration_address, static_cast<uint16_t>(port))) {
+  for (uint32_t port = options_.migration_port_first; port <= options_.migration_port_last;
+       ++port) {
+    if (!taken.contains(port) &&
+        isTcpPortFree(options_.migration_address, static_cast<uint16_t>(port))) {
       return static_cast<uint16_t>(port);
     }
   }
@@ -746,8 +749,8 @@ absl::StatusOr<flotilla::v1::PrepareIncomingResponse> VmManager::prepareIncoming
     vms_.erase(request.name());
     return status;
   };
-  absl::StatusOr<AgentVmRecord> record = newRecord(request.name(), request.uid(), request.spec(),
-                                                   request.networks(), request.macs());
+  absl::StatusOr<AgentVmRecord> record =
+      newRecord(request.name(), request.uid(), request.spec(), request.networks(), request.macs());
   if (!record.ok()) return fail(record.status());
   absl::StatusOr<uint16_t> port = pickMigrationPort();
   if (!port.ok()) return fail(port.status());
@@ -786,9 +789,9 @@ absl::Status VmManager::startMigration(const flotilla::v1::StartMigrationRequest
   {
     absl::MutexLock lock(&entry->mu);
     if (!entry->running() || entry->record.vm().incoming()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "VM '{}' is not running here (state {}): nothing to migrate", request.name(),
-          VmState_Name(entry->record.vm().state())));
+      return absl::FailedPreconditionError(
+          fmt::format("VM '{}' is not running here (state {}): nothing to migrate", request.name(),
+                      VmState_Name(entry->record.vm().state())));
     }
     api_socket = entry->record.api_socket();
   }
@@ -801,7 +804,8 @@ absl::Status VmManager::startMigration(const flotilla::v1::StartMigrationRequest
   flotilla::v1::MigrateSendResponse response;
   grpc::Status status = stub->MigrateSend(&context, send, &response);
   if (!status.ok()) {
-    return fromGrpcStatus(status, fmt::format("VM '{}': the VMM refused the migration", request.name()));
+    return fromGrpcStatus(status,
+                          fmt::format("VM '{}': the VMM refused the migration", request.name()));
   }
   absl::MutexLock lock(&entry->mu);
   entry->migrating_out = true;
@@ -850,9 +854,9 @@ absl::StatusOr<AgentVm> VmManager::finishMigration(std::string_view name,
     absl::MutexLock lock(&entry->mu);
     if (!entry->record.vm().incoming()) return entry->record.vm();
     if (!entry->running()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "VM '{}': the target VMM is not running ({}): abort the migration", name,
-          entry->record.vm().message()));
+      return absl::FailedPreconditionError(
+          fmt::format("VM '{}': the target VMM is not running ({}): abort the migration", name,
+                      entry->record.vm().message()));
     }
     entry->record.mutable_vm()->set_incoming(false);
     entry->record.set_incoming_address("");
@@ -992,7 +996,8 @@ void VmManager::refreshUsage() {
     if (entry->last_sample != absl::Time() && usage.cpu_time_ns() >= entry->last_cpu_ns) {
       const double seconds = absl::ToDoubleSeconds(now - entry->last_sample);
       if (seconds > 0) {
-        usage.set_cpu_cores(static_cast<double>(usage.cpu_time_ns() - entry->last_cpu_ns) / 1e9 / seconds);
+        usage.set_cpu_cores(static_cast<double>(usage.cpu_time_ns() - entry->last_cpu_ns) / 1e9 /
+                            seconds);
       }
     }
     entry->last_cpu_ns = usage.cpu_time_ns();

@@ -68,10 +68,10 @@ class VmManager {
       const flotilla::v1::PrepareIncomingRequest& request);
   absl::Status startMigration(const flotilla::v1::StartMigrationRequest& request);
   absl::StatusOr<flotilla::v1::MigrationStatus> migrationStatus(std::string_view name);
-  absl::StatusOr<flotilla::v1::AgentVm> finishMigration(std::string_view name,
-                                                        flotilla::v1::MigrationEndRequest::Role role);
-  absl::StatusOr<flotilla::v1::AgentVm> abortMigration(std::string_view name,
-                                                       flotilla::v1::MigrationEndRequest::Role role);
+  absl::StatusOr<flotilla::v1::AgentVm> finishMigration(
+      std::string_view name, flotilla::v1::MigrationEndRequest::Role role);
+  absl::StatusOr<flotilla::v1::AgentVm> abortMigration(
+      std::string_view name, flotilla::v1::MigrationEndRequest::Role role);
 
   // Self-fencing: kills the VMM of every HA VM at once (SIGKILL; no grace: the controller
   // restarts them elsewhere soon). Returns how many were killed.

@@ -17,7 +17,8 @@ absl::StatusOr<VmRecordStore> VmRecordStore::open(std::string directory) {
   std::error_code error;
   std::filesystem::create_directories(directory, error);
   if (error) {
-    return errnoStatus(error.value(), fmt::format("cannot create the VM record directory {}", directory));
+    return errnoStatus(error.value(),
+                       fmt::format("cannot create the VM record directory {}", directory));
   }
   return VmRecordStore(std::move(directory));
 }
@@ -31,7 +32,8 @@ absl::Status VmRecordStore::save(const flotilla::v1::AgentVmRecord& record) {
   copy.set_format_version(kFormatVersion);
   std::string bytes;
   if (!copy.SerializeToString(&bytes)) {
-    return absl::InternalError(fmt::format("cannot serialize the record of VM {}", record.vm().name()));
+    return absl::InternalError(
+        fmt::format("cannot serialize the record of VM {}", record.vm().name()));
   }
   return writeFileAtomically(path(record.vm().name()), bytes);
 }

@@ -10,12 +10,18 @@ std::vector<std::string> vmmArgv(const VmmCommand& command) {
   const flotilla::v1::VmSpec& spec = command.spec;
   std::vector<std::string> argv = {
       command.binary,
-      "--name", command.name,
-      "--vcpus", std::to_string(spec.vcpus() == 0 ? 1 : spec.vcpus()),
-      "--memory", formatByteSize(spec.memory_bytes()),
-      "--api-socket", command.api_socket,
-      "--serial", "file:" + command.serial_path,
-      "--log-file", command.log_path,
+      "--name",
+      command.name,
+      "--vcpus",
+      std::to_string(spec.vcpus() == 0 ? 1 : spec.vcpus()),
+      "--memory",
+      formatByteSize(spec.memory_bytes()),
+      "--api-socket",
+      command.api_socket,
+      "--serial",
+      "file:" + command.serial_path,
+      "--log-file",
+      command.log_path,
   };
   if (!spec.cpu_model().empty()) argv.insert(argv.end(), {"--cpu-model", spec.cpu_model()});
   // A migration target receives a running VM: what it boots from does not apply (and the

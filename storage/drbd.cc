@@ -14,14 +14,13 @@
 #include <utility>
 
 #include "common/status.h"
-#include "common/unique_fd.h"
 #include "common/text.h"
+#include "common/unique_fd.h"
 #include "fmt/format.h"
 #include "storage/pool.h"
 
 namespace flotilla::storage {
 namespace {
-
 
 constexpr int kMaxNodeId = 31;            // DRBD 9: node ids 0..31
 constexpr int kMaxMinor = (1 << 20) - 1;  // the largest minor drbd accepts

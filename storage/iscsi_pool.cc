@@ -17,7 +17,6 @@
 namespace flotilla::storage {
 namespace {
 
-
 constexpr size_t kMaxIqnBytes = 223;  // RFC 3720
 constexpr size_t kMaxVolumeName = 63;
 constexpr int kCreateAttempts = 5;  // new target: other tgtadm users may take the tid we chose

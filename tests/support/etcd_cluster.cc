@@ -15,8 +15,7 @@
 
 namespace flotilla::testing {
 
-EtcdCluster::EtcdCluster(std::string etcd_binary, std::vector<Member> members,
-                         std::string address)
+EtcdCluster::EtcdCluster(std::string etcd_binary, std::vector<Member> members, std::string address)
     : etcd_binary_(std::move(etcd_binary)),
       address_(std::move(address)),
       members_(std::move(members)) {}
@@ -36,7 +35,8 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members, std
     ASSIGN_OR_RETURN(member.client_port, pickFreePort());
     ASSIGN_OR_RETURN(member.peer_port, pickFreePort());
   }
-  std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(std::move(etcd), std::move(list), std::move(address)));
+  std::unique_ptr<EtcdCluster> cluster(
+      new EtcdCluster(std::move(etcd), std::move(list), std::move(address)));
   for (int i = 0; i < members; ++i) RETURN_IF_ERROR(cluster->launch(i, /*initial=*/true));
   for (int i = 0; i < members; ++i) {
     RETURN_IF_ERROR(cluster->waitHealthy(i, absl::Seconds(60)));

@@ -49,8 +49,9 @@ absl::StatusOr<std::unique_ptr<ClusterNetwork>> ClusterNetwork::create() {
 
 ClusterNetwork::~ClusterNetwork() {
   absl::Status deleted = run({"ip", "link", "del", bridge_});
-  if (!deleted.ok()) std::fprintf(stderr, "cannot delete bridge %s: %s\n", bridge_.c_str(),
-                                  std::string(deleted.message()).c_str());
+  if (!deleted.ok())
+    std::fprintf(stderr, "cannot delete bridge %s: %s\n", bridge_.c_str(),
+                 std::string(deleted.message()).c_str());
 }
 
 std::string ClusterNetwork::hostAddress(int index) const {
@@ -68,11 +69,12 @@ absl::StatusOr<std::unique_ptr<AgentHost>> AgentHost::create(const ClusterNetwor
   std::unique_ptr<AgentHost> host(new AgentHost(std::move(options), network.hostAddress(index)));
   ASSIGN_OR_RETURN(host->ns_, NetNamespace::create(fmt::format("ag{}", index)));
   const std::string root_end = fmt::format("fltv{}-{}", index, ::getpid() % 100000);
-  ASSIGN_OR_RETURN(VethPair veth,
-                   VethPair::create({.ns = nullptr, .name = root_end, .cidr = ""},
-                                    {.ns = host->ns_.get(),
-                                     .name = "eth0",
-                                     .cidr = host->options_.tunnels ? "" : host->address_ + "/24"}));
+  ASSIGN_OR_RETURN(
+      VethPair veth,
+      VethPair::create({.ns = nullptr, .name = root_end, .cidr = ""},
+                       {.ns = host->ns_.get(),
+                        .name = "eth0",
+                        .cidr = host->options_.tunnels ? "" : host->address_ + "/24"}));
   host->veth_.emplace(std::move(veth));
   RETURN_IF_ERROR(run({"ip", "link", "set", root_end, "master", network.bridge()}));
   RETURN_IF_ERROR(::flotilla::testing::disableInterfaceOffloads(nullptr, root_end));
@@ -118,8 +120,8 @@ absl::Status AgentHost::startAgent() {
       fmt::arg("report", absl::FormatDuration(options_.report_interval)),
       fmt::arg("cgroup", cgroupParent()), fmt::arg("ovs", ovs_->dir()));
   if (options_.tunnels) {
-    config += fmt::format(
-        "  underlay_port: eth0\n  underlay_cidr: {}/24\n  tunnel_ip: {}\n", address_, address_);
+    config += fmt::format("  underlay_port: eth0\n  underlay_cidr: {}/24\n  tunnel_ip: {}\n",
+                          address_, address_);
   }
   if (options_.tls_ca.empty()) {
     config += "plaintext: true\n";
@@ -131,13 +133,15 @@ absl::Status AgentHost::startAgent() {
   config += options_.extra_config;
   RETURN_IF_ERROR(writeFileAtomically(dir_.file("agent.yaml"), config));
 
-  UniqueFd log(::open(dir_.file("agent.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  UniqueFd log(
+      ::open(dir_.file("agent.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log.valid()) return errnoStatus(errno, "open " + dir_.file("agent.log"));
   SpawnOptions spawn;
   // nsenter enters the network namespace only; `ip netns exec` would also remount /sys,
   // which hides the cgroup hierarchies mounted below it.
-  spawn.argv = {"nsenter", "--net=/run/netns/" + ns_->name(), "--", FLOTILLA_AGENT, "--config",
-                dir_.file("agent.yaml")};
+  spawn.argv = {"nsenter",  "--net=/run/netns/" + ns_->name(),
+                "--",       FLOTILLA_AGENT,
+                "--config", dir_.file("agent.yaml")};
   spawn.fds = {{1, log.get()}, {2, log.get()}};
   ASSIGN_OR_RETURN(agent_, ChildProcess::spawn(spawn));
 
@@ -152,12 +156,13 @@ absl::Status AgentHost::startAgent() {
       flotilla::v1::HostStatus status;
       grpc::Status answered = api_->GetHost(&context, flotilla::v1::GetHostRequest(), &status);
       if (answered.ok()) return absl::OkStatus();
-      return absl::UnavailableError(fmt::format("flotilla-agent does not answer GetHost: {}; its log:\n{}",
-                                                answered.error_message(), agentLog()));
+      return absl::UnavailableError(
+          fmt::format("flotilla-agent does not answer GetHost: {}; its log:\n{}",
+                      answered.error_message(), agentLog()));
     }
     if (auto exited = agent_.wait(absl::ZeroDuration()); exited.ok()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "flotilla-agent {}; its log:\n{}", exited->describe(), agentLog()));
+      return absl::FailedPreconditionError(
+          fmt::format("flotilla-agent {}; its log:\n{}", exited->describe(), agentLog()));
     }
     absl::SleepFor(absl::Milliseconds(10));
   }

@@ -127,9 +127,9 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
   auto volume = (*pool)->create("vm1-disk", uint64_t{16} << 20);
   ASSERT_TRUE(volume.ok()) << volume.status();
 
-  const std::string san = fmt::format(
-      "  - name: san\n    type: iscsi\n    portal: '{}'\n    iqn_prefix: '{}'\n",
-      (*tgtd)->portal(), kIqnPrefix);
+  const std::string san =
+      fmt::format("  - name: san\n    type: iscsi\n    portal: '{}'\n    iqn_prefix: '{}'\n",
+                  (*tgtd)->portal(), kIqnPrefix);
   std::vector<std::unique_ptr<AgentHost>> hosts;
   for (int index = 0; index < 2; ++index) {
     auto host = AgentHost::create(**network, {.index = index,
@@ -233,7 +233,8 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     flotilla::v1::AgentVmRequest request;
     request.set_name("vm1");
     ASSERT_TRUE(a.api().GetMigration(&context, request, &status).ok());
-    if (status.phase() == "completed" || status.phase() == "failed" || status.phase() == "unknown") {
+    if (status.phase() == "completed" || status.phase() == "failed" ||
+        status.phase() == "unknown") {
       break;
     }
     absl::SleepFor(absl::Milliseconds(50));
@@ -279,10 +280,11 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     longest_gap = std::max(longest_gap, replies[i] - replies[i - 1]);
   }
   const uint32_t lost = prober.sent() - static_cast<uint32_t>(replies.size());
-  std::printf("migration A -> B: %.1f ms from PrepareIncoming to both FinishMigration, longest "
-              "echo gap %.2f ms, %u of %u probes lost\n",
-              absl::ToDoubleMilliseconds(end - begin), absl::ToDoubleMilliseconds(longest_gap),
-              lost, prober.sent());
+  std::printf(
+      "migration A -> B: %.1f ms from PrepareIncoming to both FinishMigration, longest "
+      "echo gap %.2f ms, %u of %u probes lost\n",
+      absl::ToDoubleMilliseconds(end - begin), absl::ToDoubleMilliseconds(longest_gap), lost,
+      prober.sent());
   ::testing::Test::RecordProperty("longest_echo_gap_us",
                                   std::to_string(absl::ToInt64Microseconds(longest_gap)));
   ::testing::Test::RecordProperty("lost_probes", std::to_string(lost));

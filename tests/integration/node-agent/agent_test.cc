@@ -40,7 +40,8 @@ using ::testing::StartsWith;
 constexpr char kGuest[] = FLOTILLA_GUEST_ELF;
 constexpr uint32_t kBlueVlan = 100;
 
-flotilla::v1::CreateVmRequest netVm(const std::string& name, const std::string& ip, bool ha = false) {
+flotilla::v1::CreateVmRequest netVm(const std::string& name, const std::string& ip,
+                                    bool ha = false) {
   flotilla::v1::CreateVmRequest request;
   request.set_name(name);
   request.set_uid("uid-" + name);
@@ -106,8 +107,9 @@ struct VlanClient {
 absl::StatusOr<VlanClient> attachClient(AgentHost& host, const std::string& cidr, uint32_t vlan) {
   VlanClient client;
   ASSIGN_OR_RETURN(client.ns, NetNamespace::create("agc"));
-  ASSIGN_OR_RETURN(VethPair veth, VethPair::create({.ns = client.ns.get(), .name = "eth0", .cidr = cidr},
-                                                   {.ns = &host.ns(), .name = "client0", .cidr = ""}));
+  ASSIGN_OR_RETURN(VethPair veth,
+                   VethPair::create({.ns = client.ns.get(), .name = "eth0", .cidr = cidr},
+                                    {.ns = &host.ns(), .name = "client0", .cidr = ""}));
   client.veth.emplace(std::move(veth));
   RETURN_IF_ERROR(::flotilla::testing::disableInterfaceOffloads(client.ns.get(), "eth0"));
   RETURN_IF_ERROR(::flotilla::testing::disableInterfaceOffloads(&host.ns(), "client0"));
@@ -122,8 +124,8 @@ bool echoed(int socket, const std::string& ip, int sequence, absl::Duration time
   guest.sin_port = htons(7);
   if (::inet_pton(AF_INET, ip.c_str(), &guest.sin_addr) != 1) return false;
   const std::string message = fmt::format("probe {}", sequence);
-  if (::sendto(socket, message.data(), message.size(), 0,
-               reinterpret_cast<const sockaddr*>(&guest), sizeof(guest)) < 0) {
+  if (::sendto(socket, message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&guest),
+               sizeof(guest)) < 0) {
     return false;
   }
   const absl::Time deadline = absl::Now() + timeout;
@@ -163,7 +165,8 @@ class AgentTest : public ::testing::Test {
     auto etcd = EtcdCluster::start(1, network_->gateway());
     ASSERT_TRUE(etcd.ok()) << etcd.status();
     etcd_ = std::move(*etcd);
-    auto host = AgentHost::create(*network_, {.index = 0, .etcd_endpoint = etcd_->clientEndpoint(0)});
+    auto host =
+        AgentHost::create(*network_, {.index = 0, .etcd_endpoint = etcd_->clientEndpoint(0)});
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = std::move(*host);
     absl::Status started = host_->startAgent();
@@ -171,7 +174,8 @@ class AgentTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (HasFailure() && host_ != nullptr) std::fprintf(stderr, "agent log:\n%s\n", host_->agentLog().c_str());
+    if (HasFailure() && host_ != nullptr)
+      std::fprintf(stderr, "agent log:\n%s\n", host_->agentLog().c_str());
     host_.reset();
     etcd_.reset();
     network_.reset();
@@ -291,7 +295,9 @@ TEST_F(AgentTest, RunsAVmOnItsVlanSurvivesAnAgentCrashAndCleansUp) {
   EXPECT_EQ(*ports, "client0\n");
   struct stat info {};
   EXPECT_NE(::stat((host_->stateDir() + "/vms/web1.pb").c_str(), &info), 0);
-  EXPECT_NE(::stat(fmt::format("/sys/fs/cgroup/memory/{}/web1", host_->cgroupParent()).c_str(), &info), 0);
+  EXPECT_NE(
+      ::stat(fmt::format("/sys/fs/cgroup/memory/{}/web1", host_->cgroupParent()).c_str(), &info),
+      0);
 }
 
 TEST_F(AgentTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {

@@ -39,8 +39,8 @@ class TestPki {
                              "-subj", "/CN=" + name}));
     RETURN_IF_ERROR(writeFileAtomically(file(name + ".ext"), "subjectAltName=" + san + "\n"));
     return openssl({"x509", "-req", "-in", file(name + ".csr"), "-CA", file(ca + ".pem"), "-CAkey",
-                    file(ca + ".key"), "-CAcreateserial", "-out", file(name + ".pem"), "-days",
-                    "1", "-extfile", file(name + ".ext")});
+                    file(ca + ".key"), "-CAcreateserial", "-out", file(name + ".pem"), "-days", "1",
+                    "-extfile", file(name + ".ext")});
   }
   std::string file(const std::string& name) const { return dir_.file(name); }
   std::string read(const std::string& name) const {
@@ -58,8 +58,8 @@ class TestPki {
 };
 
 grpc::Status getHost(const std::string& address, const grpc::SslCredentialsOptions& tls) {
-  auto stub = flotilla::v1::AgentService::NewStub(
-      grpc::CreateChannel(address, grpc::SslCredentials(tls)));
+  auto stub =
+      flotilla::v1::AgentService::NewStub(grpc::CreateChannel(address, grpc::SslCredentials(tls)));
   grpc::ClientContext context;
   context.set_deadline(deadlineAfter(absl::Seconds(10)));
   flotilla::v1::HostStatus status;

@@ -19,7 +19,7 @@ struct MigrationOptions {
   std::string compression{};  // "": none
   uint32_t streams = 1;
   bool with_disks = false;  // with cold
-  uint32_t max_rounds = 0;   // 0: the VMM's default
+  uint32_t max_rounds = 0;  // 0: the VMM's default
   bool auto_converge = false;
 };
 

@@ -304,9 +304,10 @@ TEST_F(MigrationTest, GuestOutrunningACappedLinkStopsAtTheRoundLimitAndRunsOn) {
   EXPECT_EQ(status.throttle_percent(), 0u);
   EXPECT_THAT(status.error(), HasSubstr("round")) << status.DebugString();
   // The source runs on unharmed; the target ran nothing.
-  const size_t passes = ::flotilla::testing::linesStartingWith(
-                            ::flotilla::testing::guestProtocolLines(source->serial()), "dirty pass=")
-                            .size();
+  const size_t passes =
+      ::flotilla::testing::linesStartingWith(
+          ::flotilla::testing::guestProtocolLines(source->serial()), "dirty pass=")
+          .size();
   EXPECT_TRUE(source->waitForSerialCount("dirty pass=", passes + 1, absl::Minutes(1)).ok());
   auto exit = target->wait(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();

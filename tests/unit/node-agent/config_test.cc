@@ -81,8 +81,9 @@ TEST(AgentConfigTest, ErrorsNameTheKeyAndTheFix) {
   expectError(std::string(kMinimal) + "lisen: x\n", "unknown key 'lisen'");
   expectError(std::string(kMinimal) + "ovs: {datapath: kernel}\n", "expected system or netdev");
   expectError(std::string(kMinimal) + "pools: [{name: p, type: nfs}]\n", "unknown type 'nfs'");
-  expectError(std::string(kMinimal) + "pools: [{name: p, type: dir}, {name: p, type: dir, path: /x}]\n",
-              "pool 'p' is listed twice");
+  expectError(
+      std::string(kMinimal) + "pools: [{name: p, type: dir}, {name: p, type: dir, path: /x}]\n",
+      "pool 'p' is listed twice");
   expectError("host: Host_A\nplaintext: true\netcd: {endpoints: [a:1]}\n", "not a valid host name");
 }
 

@@ -46,7 +46,9 @@ TEST(VmmCommandTest, IncomingMigrationAddsTheAddressAndTokenAndLeavesTheBootOut)
   command.migration_token = "secret";
   std::vector<std::string> argv = vmmArgv(command);
   const std::string joined = ::testing::PrintToString(argv);
-  EXPECT_THAT(joined, HasSubstr("\"--incoming\", \"tcp:10.0.0.2:7200\", \"--migration-token\", \"secret\""));
+  EXPECT_THAT(
+      joined,
+      HasSubstr("\"--incoming\", \"tcp:10.0.0.2:7200\", \"--migration-token\", \"secret\""));
   EXPECT_THAT(joined, ::testing::Not(HasSubstr("--kernel")));
   EXPECT_THAT(joined, ::testing::Not(HasSubstr("--cmdline")));
 }
