@@ -174,8 +174,9 @@ class AgentTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (HasFailure() && host_ != nullptr)
-      std::fprintf(stderr, "agent log:\n%s\n", host_->agentLog().c_str());
+    if (HasFailure() && host_ != nullptr) {
+      (void)std::fprintf(stderr, "agent log:\n%s\n", host_->agentLog().c_str());
+    }
     host_.reset();
     etcd_.reset();
     network_.reset();
@@ -301,7 +302,7 @@ TEST_F(AgentTest, RunsAVmOnItsVlanSurvivesAnAgentCrashAndCleansUp) {
 }
 
 TEST_F(AgentTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
-  auto expectRefused = [&](flotilla::v1::CreateVmRequest request, grpc::StatusCode code,
+  auto expectRefused = [&](const flotilla::v1::CreateVmRequest& request, grpc::StatusCode code,
                            const std::string& text) {
     flotilla::v1::AgentVm vm;
     grpc::Status status = createVm(*host_, request, &vm);
