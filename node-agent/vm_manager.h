@@ -106,6 +106,8 @@ class VmManager {
   absl::Status stopLocked(Entry& entry, absl::Duration grace);
   // Waits (bounded) until onExit has recorded the VMM's exit.
   void waitPidfdClosed(Entry& entry);
+  // Waits up to `timeout` for the VMM to exit, and then until its exit is recorded.
+  void waitForExit(Entry& entry, absl::Duration timeout);
   void watchExit(const std::shared_ptr<Entry>& entry);
   void onExit(const std::shared_ptr<Entry>& entry);
   absl::Status save(Entry& entry);
