@@ -131,7 +131,6 @@ absl::Status HostReporter::reportOnce() {
     if (keepalive_ != nullptr)
       log_.warn("lease {} was lost; now holding lease {}", keepalive_->id(), lease.id);
     keepalive_ = std::move(keepalive);
-    fenced_ = false;
     status.set_lease_id(static_cast<uint64_t>(lease.id));
     current_ = status;
   }
@@ -158,7 +157,12 @@ void HostReporter::reportLoop() {
 void HostReporter::fenceLoop() {
   while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
     const absl::Duration since = sinceRenewal();
-    if (since < options_.fence_after) continue;
+    if (since < options_.fence_after) {
+      // Renewed (again): a later outage fences again.
+      absl::MutexLock lock(&mu_);
+      fenced_ = false;
+      continue;
+    }
     {
       absl::MutexLock lock(&mu_);
       if (fenced_) continue;

@@ -80,7 +80,7 @@ class HostReporter {
   absl::Mutex mu_;
   std::unique_ptr<etcd::LeaseKeepAlive> keepalive_ ABSL_GUARDED_BY(mu_);
   flotilla::v1::HostStatus current_ ABSL_GUARDED_BY(mu_);
-  bool fenced_ ABSL_GUARDED_BY(mu_) = false;  // since the current lease's last renewal
+  bool fenced_ ABSL_GUARDED_BY(mu_) = false;  // since the last renewal
   absl::Duration initial_renewal_;  // what counts as the last renewal before the first lease
   absl::Duration saved_renewal_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> fences_{0};
