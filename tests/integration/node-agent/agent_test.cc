@@ -372,6 +372,29 @@ TEST_F(AgentTest, FencesItsHaVmsWhenItsLeaseCannotBeRenewed) {
   EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
 }
 
+TEST_F(AgentTest, FencesAgainAfterEtcdCameBackAndWentAwayAgain) {
+  auto fenceOnce = [&](const std::string& name, const std::string& ip) {
+    flotilla::v1::AgentVm ha;
+    grpc::Status created = createVm(*host_, netVm(name, ip, /*ha=*/true), &ha);
+    ASSERT_TRUE(created.ok()) << created.error_message();
+    auto stats = readProcessStats(static_cast<pid_t>(ha.vmm_pid()));
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    ASSERT_TRUE(etcd_->kill(0).ok());
+    bool fenced = false;
+    for (int attempt = 0; attempt < 300 && !fenced; ++attempt) {
+      absl::SleepFor(absl::Milliseconds(100));
+      fenced = !stillRuns(static_cast<pid_t>(ha.vmm_pid()), stats->start_time);
+    }
+    EXPECT_TRUE(fenced) << name << " was not fenced";
+    ASSERT_TRUE(etcd_->restart(0).ok());
+    ASSERT_TRUE(etcd_->waitHealthy(0, absl::Seconds(30)).ok());
+  };
+  fenceOnce("ha3", "10.77.0.8");
+  // The agent renews again (the same lease or a new one); the next outage must fence again.
+  absl::SleepFor(absl::Seconds(2));
+  fenceOnce("ha4", "10.77.0.9");
+}
+
 TEST_F(AgentTest, ARestartedAgentThatCannotReachEtcdStillFences) {
   flotilla::v1::AgentVm ha;
   grpc::Status created = createVm(*host_, netVm("ha2", "10.77.0.7", /*ha=*/true), &ha);
