@@ -91,15 +91,22 @@ absl::Status HostPlumbing::openPools() {
 absl::Status HostPlumbing::plug(const flotilla::v1::AgentNic& nic, const VmIdentity& vm) {
   absl::Status created = network::createPersistentTap(nic.tap());
   if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
-  RETURN_IF_ERROR(network::setLinkUp(nic.tap()));
-  ASSIGN_OR_RETURN(network::MacAddress mac, network::MacAddress::parse(nic.mac()));
+  if (absl::Status up = network::setLinkUp(nic.tap()); !up.ok()) {
+    (void)network::deleteTap(nic.tap());
+    return annotate(up, fmt::format("VM '{}' NIC {}", vm.name, nic.tap()));
+  }
+  auto mac = network::MacAddress::parse(nic.mac());
+  if (!mac.ok()) {
+    (void)network::deleteTap(nic.tap());
+    return annotate(mac.status(), fmt::format("VM '{}' NIC {}", vm.name, nic.tap()));
+  }
   network::VmPort port;
   port.bridge = config_.ovs.bridge;
   port.port = nic.port();
   port.vlan_tag = static_cast<uint16_t>(nic.vlan());
   port.vm_id = vm.uid;
   port.interface_id = nic.tap();
-  port.mac = mac;
+  port.mac = *mac;
   absl::Status added = ovs_->addVmPort(port);
   if (!added.ok()) {
     (void)network::deleteTap(nic.tap());

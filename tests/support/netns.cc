@@ -656,4 +656,26 @@ absl::StatusOr<std::vector<std::vector<uint8_t>>> drainFrames(int fd) {
   }
 }
 
+bool udpEchoed(int socket, const std::string& ip, int sequence, absl::Duration timeout) {
+  sockaddr_in guest{};
+  guest.sin_family = AF_INET;
+  guest.sin_port = htons(7);
+  if (::inet_pton(AF_INET, ip.c_str(), &guest.sin_addr) != 1) return false;
+  const std::string message = fmt::format("probe {}", sequence);
+  if (::sendto(socket, message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&guest),
+               sizeof(guest)) < 0) {
+    return false;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    pollfd readable{socket, POLLIN, 0};
+    const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())) + 1;
+    if (::poll(&readable, 1, wait_ms) != 1) continue;
+    char reply[256];
+    const ssize_t n = ::recv(socket, reply, sizeof(reply), 0);
+    if (n > 0 && std::string(reply, static_cast<size_t>(n)) == message) return true;
+  }
+  return false;
+}
+
 }  // namespace flotilla::testing

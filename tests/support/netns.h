@@ -218,6 +218,10 @@ void removeStaleOvsInstances();
 // listing how many frames were skipped.
 absl::StatusOr<std::vector<uint8_t>> readMatchingFrame(
     int fd, const std::function<bool(std::span<const uint8_t>)>& match, absl::Duration timeout);
+// Sends a datagram to `ip`:7 (the test guest's UDP echo port) from the UDP socket `socket`
+// and waits up to `timeout` for the same payload to come back.
+bool udpEchoed(int socket, const std::string& ip, int sequence, absl::Duration timeout);
+
 // Every frame queued on `fd` right now (non-blocking reads until EAGAIN).
 absl::StatusOr<std::vector<std::vector<uint8_t>>> drainFrames(int fd);
 

@@ -47,55 +47,28 @@ bool controlInstanceInUse(int n) {
 
 }  // namespace
 
-TgtTarget::TgtTarget(std::string tgtd, std::string tgtadm, std::string backing_file,
+TgtTarget::TgtTarget(std::unique_ptr<TgtDaemon> daemon, std::string backing_file,
                      TgtTargetOptions options)
-    : tgtd_(std::move(tgtd)),
-      tgtadm_(std::move(tgtadm)),
+    : daemon_(std::move(daemon)),
       backing_file_(std::move(backing_file)),
       options_(std::move(options)) {}
 
-TgtTarget::~TgtTarget() {
-  (void)stop();
-}
+TgtTarget::~TgtTarget() = default;  // the daemon stops itself
 
 absl::StatusOr<std::unique_ptr<TgtTarget>> TgtTarget::start(const std::string& backing_file,
                                                             TgtTargetOptions options) {
-  ASSIGN_OR_RETURN(std::string tgtd, findSbinProgram("tgtd"));
-  ASSIGN_OR_RETURN(std::string tgtadm, findSbinProgram("tgtadm"));
   if (::access(backing_file.c_str(), R_OK | W_OK) != 0) {
     return errnoStatus(errno, fmt::format("the LUN's backing file {}", backing_file));
   }
-  std::error_code error;
-  std::filesystem::create_directories(kRunDir, error);
-  if (error) {
-    return absl::FailedPreconditionError(fmt::format(
-        "tgtd needs the directory {}, which cannot be created ({}): run the integration tests "
-        "as root",
-        kRunDir, error.message()));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<TgtDaemon> daemon, TgtDaemon::start());
   std::unique_ptr<TgtTarget> target(
-      new TgtTarget(std::move(tgtd), std::move(tgtadm), backing_file, std::move(options)));
-  // Another test may pick the same control instance or port at the same moment: then our
-  // tgtd exits at once, and the next attempt takes other numbers.
-  std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
-  absl::Status last;
-  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
-    // tgtd takes -C values up to 32767.
-    const int control = 1000 + static_cast<int>(random() % 31000);
-    if (controlInstanceInUse(control)) continue;
-    target->control_ = control;
-    ASSIGN_OR_RETURN(target->port_, pickFreePort());
-    last = target->launch();
-    if (last.ok()) {
-      RETURN_IF_ERROR(target->configure());
-      return target;
-    }
-  }
-  return annotate(last, fmt::format("starting tgtd ({} attempts)", kStartAttempts));
+      new TgtTarget(std::move(daemon), backing_file, std::move(options)));
+  RETURN_IF_ERROR(target->configure());
+  return target;
 }
 
 std::string TgtTarget::portal() const {
-  return fmt::format("127.0.0.1:{}", port_);
+  return daemon_->portal();
 }
 
 std::string TgtTarget::url(int lun) const {
@@ -103,121 +76,49 @@ std::string TgtTarget::url(int lun) const {
 }
 
 std::string TgtTarget::logTail() const {
-  return fileTail(dir_.file("tgtd.log"));
-}
-
-absl::StatusOr<std::string> TgtTarget::tgtadm(const std::vector<std::string>& args,
-                                              absl::Duration timeout) {
-  std::vector<std::string> argv = {tgtadm_, "-C", std::to_string(control_)};
-  argv.insert(argv.end(), args.begin(), args.end());
-  SystemCommandRunner runner;
-  CommandOptions options;
-  options.timeout = timeout;
-  return runChecked(runner, argv, options);
-}
-
-absl::Status TgtTarget::launch() {
-  const std::string log_path = dir_.file("tgtd.log");
-  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!log.valid()) return errnoStatus(errno, fmt::format("opening {}", log_path));
-  SpawnOptions spawn;
-  spawn.argv = {
-      tgtd_, "-f", "-C", std::to_string(control_), "--iscsi", fmt::format("portal={}", portal())};
-  spawn.fds = {{1, log.get()}, {2, log.get()}};
-  ASSIGN_OR_RETURN(process_, ChildProcess::spawn(spawn));
-
-  // Ready when its control socket answers; gone at once when the instance or port is taken.
-  Clock& clock = systemClock();
-  const absl::Duration deadline = clock.monotonicNow() + absl::Seconds(20);
-  absl::Status last;
-  while (clock.monotonicNow() < deadline) {
-    absl::StatusOr<ExitStatus> exited = process_.wait(absl::ZeroDuration());
-    if (exited.ok()) {
-      process_ = ChildProcess();
-      return absl::UnavailableError(fmt::format("tgtd -C {} on {} {} at start; its output:\n{}",
-                                                control_, portal(), exited->describe(), logTail()));
-    }
-    last = tgtadm({"--op", "show", "--mode", "sys"}, absl::Seconds(5)).status();
-    if (last.ok()) return absl::OkStatus();
-    clock.sleepFor(absl::Milliseconds(20));
-  }
-  (void)process_.signal(SIGKILL);
-  (void)process_.wait(absl::Seconds(10));
-  process_ = ChildProcess();
-  return absl::DeadlineExceededError(
-      fmt::format("tgtd -C {} did not answer on its control socket: {}; its output:\n{}", control_,
-                  last.message(), logTail()));
+  return daemon_->logTail();
 }
 
 absl::Status TgtTarget::configure() {
-  RETURN_IF_ERROR(tgtadm({"--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T",
-                          options_.iqn})
+  RETURN_IF_ERROR(daemon_
+                      ->tgtadm({"--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1",
+                                "-T", options_.iqn})
                       .status());
-  RETURN_IF_ERROR(tgtadm({"--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "1",
-                          "--lun", "1", "-b", backing_file_})
+  RETURN_IF_ERROR(daemon_
+                      ->tgtadm({"--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid",
+                                "1", "--lun", "1", "-b", backing_file_})
                       .status());
   if (options_.thin_provisioning) {
-    RETURN_IF_ERROR(tgtadm({"--lld", "iscsi", "--op", "update", "--mode", "logicalunit", "--tid",
-                            "1", "--lun", "1", "--params", "thin_provisioning=1"})
+    RETURN_IF_ERROR(daemon_
+                        ->tgtadm({"--lld", "iscsi", "--op", "update", "--mode", "logicalunit",
+                                  "--tid", "1", "--lun", "1", "--params", "thin_provisioning=1"})
                         .status());
   }
-  return tgtadm({"--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"})
+  return daemon_
+      ->tgtadm({"--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"})
       .status();
 }
 
 bool TgtTarget::running() {
-  return process_.valid() && !process_.wait(absl::ZeroDuration()).ok();
+  return daemon_->running();
 }
 
 absl::Status TgtTarget::stop() {
-  if (!process_.valid()) return absl::OkStatus();
-  if (running()) {
-    // SIGTERM does not stop tgtd; deleting its targets and then the "system" does.
-    (void)tgtadm({"--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1", "--force"});
-    (void)tgtadm({"--op", "delete", "--mode", "system"});
-  }
-  absl::StatusOr<ExitStatus> exited = process_.wait(absl::Seconds(15));
-  if (!exited.ok()) {
-    (void)process_.signal(SIGKILL);
-    exited = process_.wait(absl::Seconds(15));
-  }
-  if (!exited.ok()) {
-    return annotate(exited.status(), fmt::format("stopping tgtd (pid {})", process_.pid()));
-  }
-  process_ = ChildProcess();
-  removeControlSocket();
-  return absl::OkStatus();
+  return daemon_->stop();
 }
 
 absl::Status TgtTarget::kill() {
-  if (!process_.valid()) return absl::OkStatus();
-  (void)process_.signal(SIGKILL);
-  absl::StatusOr<ExitStatus> exited = process_.wait(absl::Seconds(15));
-  if (!exited.ok()) {
-    return annotate(exited.status(), fmt::format("killing tgtd (pid {})", process_.pid()));
-  }
-  process_ = ChildProcess();
-  removeControlSocket();
-  return absl::OkStatus();
+  return daemon_->kill();
 }
 
 absl::Status TgtTarget::startAgain() {
-  if (process_.valid()) {
-    return absl::FailedPreconditionError("tgtd is still running: stop() it first");
-  }
-  RETURN_IF_ERROR(launch());
+  RETURN_IF_ERROR(daemon_->startAgain());
   return configure();
 }
 
 absl::Status TgtTarget::restart() {
   RETURN_IF_ERROR(stop());
   return startAgain();
-}
-
-void TgtTarget::removeControlSocket() {
-  if (control_ == 0) return;
-  (void)::unlink(fmt::format("{}/socket.{}", kRunDir, control_).c_str());
-  (void)::unlink(fmt::format("{}/socket.{}.lock", kRunDir, control_).c_str());
 }
 
 // ---- TgtDaemon ----

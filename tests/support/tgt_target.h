@@ -31,6 +31,8 @@ struct TgtTargetOptions {
   bool thin_provisioning = false;
 };
 
+class TgtDaemon;
+
 class TgtTarget {
  public:
   // Starts tgtd and creates the target with LUN 1 on `backing_file` (which must exist; its size
@@ -63,22 +65,12 @@ class TgtTarget {
   std::string logTail() const;
 
  private:
-  TgtTarget(std::string tgtd, std::string tgtadm, std::string backing_file,
-            TgtTargetOptions options);
-  absl::Status launch();
+  TgtTarget(std::unique_ptr<TgtDaemon> daemon, std::string backing_file, TgtTargetOptions options);
   absl::Status configure();
-  absl::StatusOr<std::string> tgtadm(const std::vector<std::string>& args,
-                                     absl::Duration timeout = absl::Seconds(15));
-  void removeControlSocket();
 
-  const std::string tgtd_;
-  const std::string tgtadm_;
+  std::unique_ptr<TgtDaemon> daemon_;
   const std::string backing_file_;
   const TgtTargetOptions options_;
-  TempDir dir_;
-  int control_ = 0;  // tgtd -C N
-  uint16_t port_ = 0;
-  ChildProcess process_;
 };
 
 // TgtDaemon: a bare tgtd (no targets) on 127.0.0.1 and a free port, with a private control

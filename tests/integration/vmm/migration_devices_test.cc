@@ -154,29 +154,6 @@ TEST(MigrationWithDevicesTest, ColdMigrationMovesALocalDiskAndItsGuestVerifiesOn
   EXPECT_LT(static_cast<uint64_t>(info.st_blocks) * 512, 8 * kMiB) << "the image stayed sparse";
 }
 
-// Sends a datagram to `ip`:7 from `socket` and waits up to `timeout` for its echo.
-bool echoed(int socket, const std::string& ip, int sequence, absl::Duration timeout) {
-  sockaddr_in guest{};
-  guest.sin_family = AF_INET;
-  guest.sin_port = htons(7);
-  if (::inet_pton(AF_INET, ip.c_str(), &guest.sin_addr) != 1) return false;
-  const std::string message = fmt::format("probe {}", sequence);
-  if (::sendto(socket, message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&guest),
-               sizeof(guest)) < 0) {
-    return false;
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    pollfd readable{socket, POLLIN, 0};
-    const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())) + 1;
-    if (::poll(&readable, 1, wait_ms) != 1) continue;
-    char reply[256];
-    const ssize_t n = ::recv(socket, reply, sizeof(reply), 0);
-    if (n > 0 && std::string(reply, static_cast<size_t>(n)) == message) return true;
-  }
-  return false;
-}
-
 TEST(MigrationWithDevicesTest, NicAnswersFromItsNewTapAfterTheMigration) {
   ASSERT_TRUE(::flotilla::testing::requireRoot("taps and network namespaces").ok());
   ASSERT_TRUE(::flotilla::testing::requireKvm().ok());
@@ -210,7 +187,8 @@ TEST(MigrationWithDevicesTest, NicAnswersFromItsNewTapAfterTheMigration) {
   int sequence = 0;
   bool first = false;
   for (int attempt = 0; attempt < 20 && !first; ++attempt) {
-    first = echoed(socket->get(), "10.80.0.2", sequence++, absl::Milliseconds(500));
+    first = ::flotilla::testing::udpEchoed(socket->get(), "10.80.0.2", sequence++,
+                                           absl::Milliseconds(500));
   }
   ASSERT_TRUE(first) << "no UDP echo before the migration" << (*source)->log();
 
@@ -230,7 +208,8 @@ TEST(MigrationWithDevicesTest, NicAnswersFromItsNewTapAfterTheMigration) {
   // Echoes come back through tapb.
   int answered = 0;
   for (int i = 0; i < 20; ++i) {
-    if (echoed(socket->get(), "10.80.0.2", sequence++, absl::Seconds(2))) ++answered;
+    if (::flotilla::testing::udpEchoed(socket->get(), "10.80.0.2", sequence++, absl::Seconds(2)))
+      ++answered;
   }
   EXPECT_EQ(answered, 20) << (*target)->log();
   EXPECT_THAT((*target)->serial(), Not(HasSubstr("error")));
