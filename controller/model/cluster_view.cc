@@ -1,0 +1,33 @@
+#include "controller/model/cluster_view.h"
+
+namespace flotilla::controller {
+
+bool HostView::ready() const {
+  return status.has_value() && record.state() != v1::HOST_STATE_UNREACHABLE &&
+         record.state() != v1::HOST_STATE_FENCED;
+}
+
+bool HostView::schedulable() const {
+  return ready() && !record.cordoned();
+}
+
+bool migrationActive(v1::MigrationPhase phase) {
+  switch (phase) {
+    case v1::MIGRATION_PHASE_PENDING:
+    case v1::MIGRATION_PHASE_PREPARING:
+    case v1::MIGRATION_PHASE_TRANSFERRING:
+    case v1::MIGRATION_PHASE_SWITCHING:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const v1::MigrationRecord* ClusterView::activeMigration(const std::string& vm) const {
+  for (const auto& [name, migration] : migrations) {
+    if (migration.vm() == vm && migrationActive(migration.phase())) return &migration;
+  }
+  return nullptr;
+}
+
+}  // namespace flotilla::controller
