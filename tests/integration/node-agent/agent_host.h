@@ -72,6 +72,8 @@ class AgentHost {
   // SIGTERM, and waits for it to exit.
   absl::Status stopAgent();
   bool agentRunning();
+  // SIGKILL to every VMM the agent recorded (with killAgent(): the host dies).
+  void killVmms();
   // The agent's process id (nsenter execs flotilla-agent in place); -1 when none was started.
   pid_t agentPid() const { return agent_.pid(); }
 
@@ -88,7 +90,6 @@ class AgentHost {
 
  private:
   AgentHost(AgentHostOptions options, std::string address);
-  void killVmms();
 
   const AgentHostOptions options_;
   const std::string name_;

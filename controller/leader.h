@@ -1,0 +1,41 @@
+// LeaderLoop: campaigns for leadership with etcd's election API (key
+// /flotilla/v1/election/, value: this replica's name) and, while leading, runs the
+// Reconciler. It stops reconciling the moment leadership is in doubt: the lease is lost, it
+// was not renewed for two thirds of its TTL (this replica may be cut off from etcd: another may
+// lead soon), or a conditioned write found another leader. On SIGTERM it resigns, so that another
+// replica takes over at once instead of after the lease's TTL.
+#pragma once
+
+#include <atomic>
+#include <stop_token>
+#include <string>
+
+#include "common/etcd/client.h"
+#include "common/log.h"
+#include "controller/agent_clients.h"
+#include "controller/config.h"
+
+namespace flotilla::controller {
+
+std::string electionName();
+
+class LeaderLoop {
+ public:
+  LeaderLoop(const ControllerConfig& config, etcd::EtcdClient& etcd, AgentClients& agents)
+      : config_(config), etcd_(etcd), agents_(agents), log_(Logger("leader")) {}
+
+  // Until `stop`: campaign, lead, and campaign again after losing leadership.
+  void run(std::stop_token stop);
+  bool leading() const { return leading_.load(); }
+
+ private:
+  void leadOnce(std::stop_token stop);
+
+  const ControllerConfig& config_;
+  etcd::EtcdClient& etcd_;
+  AgentClients& agents_;
+  const Logger log_;
+  std::atomic<bool> leading_{false};
+};
+
+}  // namespace flotilla::controller
