@@ -12,11 +12,9 @@ int64_t nowMs() {
   return absl::ToUnixMillis(absl::Now());
 }
 
-// Errors after which another host may do better than this one.
-bool hostCannotTakeIt(const absl::Status& status) {
-  return absl::IsResourceExhausted(status) || absl::IsUnavailable(status) ||
-         absl::IsDeadlineExceeded(status);
-}
+// Errors after which another host may do better than this one (not room here). Other
+// errors (a VMM that refuses the spec, a missing kernel) would fail on every host.
+bool hostCannotTakeIt(const absl::Status& status) { return absl::IsResourceExhausted(status); }
 
 }  // namespace
 

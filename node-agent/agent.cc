@@ -156,7 +156,7 @@ int runAgent(int argc, const char* const* argv) {
 
   auto credentials = serverCredentials(*config);
   if (!credentials.ok()) return fail(credentials.status(), 2);
-  AgentServiceImpl service(**vms, reporter, host, config->stop_grace);
+  AgentServiceImpl service(**vms, reporter, host, config->stop_grace, config->host);
   grpc::ServerBuilder builder;
   int tcp_port = 0;
   builder.AddListeningPort(config->listen, *credentials, &tcp_port);

@@ -25,6 +25,18 @@ flotilla::v1::Volume toVolume(std::string_view pool, const storage::VolumeInfo& 
 
 }  // namespace
 
+grpc::Status AgentServiceImpl::checkHost(const grpc::ServerContext* context) const {
+  const auto& metadata = context->client_metadata();
+  auto named = metadata.find("x-flotilla-host");
+  if (named == metadata.end()) return grpc::Status::OK;
+  const std::string_view wanted(named->second.data(), named->second.size());
+  if (wanted == host_name_) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      fmt::format("this is host {}, not {}: the caller's address for host {} is "
+                                  "stale",
+                                  host_name_, wanted, wanted));
+}
+
 absl::StatusOr<storage::VolumePool*> AgentServiceImpl::pool(std::string_view name) {
   storage::VolumePool* found = host_.pool(name);
   if (found == nullptr) {
@@ -34,9 +46,10 @@ absl::StatusOr<storage::VolumePool*> AgentServiceImpl::pool(std::string_view nam
   return found;
 }
 
-grpc::Status AgentServiceImpl::CreateVolume(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::CreateVolume(grpc::ServerContext* context,
                                             const flotilla::v1::VolumeRequest* request,
                                             flotilla::v1::Volume* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
   auto info = (*found)->create(request->volume(), request->size_bytes());
@@ -45,9 +58,10 @@ grpc::Status AgentServiceImpl::CreateVolume(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::ResizeVolume(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::ResizeVolume(grpc::ServerContext* context,
                                             const flotilla::v1::VolumeRequest* request,
                                             flotilla::v1::Volume* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
   if (absl::Status resized = (*found)->resize(request->volume(), request->size_bytes());
@@ -60,9 +74,10 @@ grpc::Status AgentServiceImpl::ResizeVolume(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::CloneVolume(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::CloneVolume(grpc::ServerContext* context,
                                            const flotilla::v1::CloneVolumeRequest* request,
                                            flotilla::v1::Volume* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
   auto info = (*found)->clone(request->source(), request->target());
@@ -71,17 +86,19 @@ grpc::Status AgentServiceImpl::CloneVolume(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::DeleteVolume(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::DeleteVolume(grpc::ServerContext* context,
                                             const flotilla::v1::VolumeRequest* request,
                                             flotilla::v1::DeleteVolumeResponse*) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
   return toGrpcStatus((*found)->remove(request->volume()));
 }
 
-grpc::Status AgentServiceImpl::ListVolumes(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::ListVolumes(grpc::ServerContext* context,
                                            const flotilla::v1::ListVolumesRequest* request,
                                            flotilla::v1::ListVolumesResponse* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
   auto volumes = (*found)->list();
@@ -92,84 +109,97 @@ grpc::Status AgentServiceImpl::ListVolumes(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::CreateVm(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::CreateVm(grpc::ServerContext* context,
                                         const flotilla::v1::CreateVmRequest* request,
                                         flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.createVm(*request), response);
 }
 
-grpc::Status AgentServiceImpl::StartVm(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::StartVm(grpc::ServerContext* context,
                                        const flotilla::v1::AgentVmRequest* request,
                                        flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.startVm(request->name()), response);
 }
 
-grpc::Status AgentServiceImpl::StopVm(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::StopVm(grpc::ServerContext* context,
                                       const flotilla::v1::StopVmRequest* request,
                                       flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   const absl::Duration grace =
       request->grace_ms() == 0 ? stop_grace_ : absl::Milliseconds(request->grace_ms());
   return answer(vms_.stopVm(request->name(), grace), response);
 }
 
-grpc::Status AgentServiceImpl::DeleteVm(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::DeleteVm(grpc::ServerContext* context,
                                         const flotilla::v1::AgentVmRequest* request,
                                         flotilla::v1::DeleteVmResponse*) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return toGrpcStatus(vms_.deleteVm(request->name()));
 }
 
-grpc::Status AgentServiceImpl::GetVm(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::GetVm(grpc::ServerContext* context,
                                      const flotilla::v1::AgentVmRequest* request,
                                      flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.getVm(request->name()), response);
 }
 
-grpc::Status AgentServiceImpl::ListVms(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::ListVms(grpc::ServerContext* context,
                                        const flotilla::v1::ListAgentVmsRequest*,
                                        flotilla::v1::ListAgentVmsResponse* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   for (flotilla::v1::AgentVm& vm : vms_.listVms()) *response->add_vms() = std::move(vm);
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::GetConsoleLog(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::GetConsoleLog(grpc::ServerContext* context,
                                              const flotilla::v1::ConsoleLogRequest* request,
                                              flotilla::v1::ConsoleLogResponse* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.consoleLog(*request), response);
 }
 
-grpc::Status AgentServiceImpl::GetHost(grpc::ServerContext*, const flotilla::v1::GetHostRequest*,
+grpc::Status AgentServiceImpl::GetHost(grpc::ServerContext* context, const flotilla::v1::GetHostRequest*,
                                        flotilla::v1::HostStatus* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   *response = reporter_.current();
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServiceImpl::PrepareIncoming(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::PrepareIncoming(grpc::ServerContext* context,
                                                const flotilla::v1::PrepareIncomingRequest* request,
                                                flotilla::v1::PrepareIncomingResponse* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.prepareIncoming(*request), response);
 }
 
-grpc::Status AgentServiceImpl::StartMigration(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::StartMigration(grpc::ServerContext* context,
                                               const flotilla::v1::StartMigrationRequest* request,
                                               flotilla::v1::StartMigrationResponse*) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return toGrpcStatus(vms_.startMigration(*request));
 }
 
-grpc::Status AgentServiceImpl::GetMigration(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::GetMigration(grpc::ServerContext* context,
                                             const flotilla::v1::AgentVmRequest* request,
                                             flotilla::v1::MigrationStatus* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.migrationStatus(request->name()), response);
 }
 
-grpc::Status AgentServiceImpl::FinishMigration(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::FinishMigration(grpc::ServerContext* context,
                                                const flotilla::v1::MigrationEndRequest* request,
                                                flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.finishMigration(request->name(), request->role()), response);
 }
 
-grpc::Status AgentServiceImpl::AbortMigration(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::AbortMigration(grpc::ServerContext* context,
                                               const flotilla::v1::MigrationEndRequest* request,
                                               flotilla::v1::AgentVm* response) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   return answer(vms_.abortMigration(request->name(), request->role()), response);
 }
 

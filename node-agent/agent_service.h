@@ -11,9 +11,15 @@ namespace flotilla::agent {
 
 class AgentServiceImpl final : public flotilla::v1::AgentService::Service {
  public:
+  // `host_name`: this host's name; a call whose `x-flotilla-host` metadata names another
+  // host is refused (a controller with a stale address must not act on the wrong host).
   AgentServiceImpl(VmManager& vms, HostReporter& reporter, HostPlumbing& host,
-                   absl::Duration stop_grace)
-      : vms_(vms), reporter_(reporter), host_(host), stop_grace_(stop_grace) {}
+                   absl::Duration stop_grace, std::string host_name)
+      : vms_(vms),
+        reporter_(reporter),
+        host_(host),
+        stop_grace_(stop_grace),
+        host_name_(std::move(host_name)) {}
 
   grpc::Status CreateVm(grpc::ServerContext*, const flotilla::v1::CreateVmRequest* request,
                         flotilla::v1::AgentVm* response) override;
@@ -58,11 +64,14 @@ class AgentServiceImpl final : public flotilla::v1::AgentService::Service {
 
  private:
   absl::StatusOr<storage::VolumePool*> pool(std::string_view name);
+  // FAILED_PRECONDITION when the call's `x-flotilla-host` names another host.
+  grpc::Status checkHost(const grpc::ServerContext* context) const;
 
   VmManager& vms_;
   HostReporter& reporter_;
   HostPlumbing& host_;
   const absl::Duration stop_grace_;
+  const std::string host_name_;
 };
 
 }  // namespace flotilla::agent

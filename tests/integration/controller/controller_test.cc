@@ -5,10 +5,13 @@
 // A host whose agent and VMMs die has its HA VM restarted elsewhere, under a new generation.
 #include <signal.h>
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 
+#include "common/etcd/client.h"
 #include "common/rpc/channel.h"
 #include "common/status.h"
 #include "fmt/format.h"
@@ -263,6 +266,178 @@ TEST(ControllerTest, RestartsTheHaVmsOfALostHostElsewhere) {
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(host.record().state(), v1::HOST_STATE_FENCED);
   EXPECT_FALSE(host.reporting());
+}
+
+}  // namespace
+}  // namespace flotilla::controller
+
+namespace flotilla::controller {
+namespace {
+
+grpc::Status createVm(ControllerCluster& c, const v1::CreateVmClusterRequest& request) {
+  v1::Vm vm;
+  return c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.CreateVm(&context, request, &vm);
+  });
+}
+
+TEST(ControllerApiTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
+  auto cluster = ControllerCluster::start(
+      {.hosts = 0, .controllers = 2, .etcd_members = 1, .storage = false});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ControllerCluster& c = **cluster;
+  ASSERT_TRUE(c.waitForLeader(absl::Seconds(30)).ok());
+
+  v1::CreateVmClusterRequest bad = testVm("vm-a", "10.78.0.2", "a-disk", false);
+  bad.mutable_spec()->set_vcpus(0);
+  grpc::Status status = createVm(c, bad);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.vcpus"));
+  status = createVm(c, testVm("Web_1", "10.78.0.2", "", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("Web_1"));
+
+  status = createVm(c, testVm("vm-a", "10.78.0.2", "a-disk", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("network blue does not exist"));
+
+  v1::NetworkRecord blue;
+  blue.mutable_meta()->set_name("blue");
+  blue.set_vlan(100);
+  v1::NetworkRecord network;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.CreateNetwork(&context, blue, &network);
+  });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = createVm(c, testVm("vm-a", "10.78.0.2", "a-disk", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("pool san does not exist"));
+
+  v1::PoolRecord san;
+  san.mutable_meta()->set_name("san");
+  san.set_type(v1::POOL_TYPE_ISCSI);
+  v1::PoolRecord pool;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.CreatePool(&context, san, &pool);
+  });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = createVm(c, testVm("vm-a", "10.78.0.2", "a-disk", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("volume san/a-disk does not exist"));
+  // A volume in the pool, as CreateVolume records it (there is no storage host here).
+  v1::VolumeRecord volume;
+  volume.mutable_meta()->set_name("a-disk");
+  volume.set_pool("san");
+  volume.set_size_bytes(16 << 20);
+  {
+    etcd::ClientOptions options;
+    options.endpoints = {c.etcd().clientEndpoint(0)};
+    auto etcd = etcd::EtcdClient::connect(options);
+    ASSERT_TRUE(etcd.ok());
+    ASSERT_TRUE((*etcd)->put("/flotilla/v1/volumes/san/a-disk", volume.SerializeAsString()).ok());
+  }
+
+  ASSERT_TRUE(createVm(c, testVm("vm-a", "10.78.0.2", "a-disk", false)).ok());
+  status = createVm(c, testVm("vm-a", "10.78.0.2", "", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  status = createVm(c, testVm("vm-b", "10.78.0.3", "a-disk", false));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("already in use by vm vm-a"));
+  v1::NameRequest vm_b;
+  vm_b.set_name("vm-b");
+  v1::Vm got;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.GetVm(&context, vm_b, &got);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << "half-created vm-b";
+
+  // No host at all: the scheduler says why, instead of leaving it pending silently.
+  auto pending = c.waitForVm(
+      "vm-a", [](const v1::Vm& vm) { return vm.status().unschedulable_reasons_size() > 0; },
+      absl::Seconds(20));
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(pending->status().state(), v1::VM_STATE_PENDING);
+
+  v1::MigrateVmRequest migrate;
+  migrate.set_name("vm-a");
+  v1::MigrationRecord migration;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.MigrateVm(&context, migrate, &migration);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("only a running VM migrates"));
+  v1::DrainHostRequest drain;
+  drain.set_name("host-z");
+  v1::DrainRecord drain_record;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.DrainHost(&context, drain, &drain_record);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("host host-z does not exist"));
+
+  v1::NetworkRecord clash;
+  clash.mutable_meta()->set_name("red");
+  clash.set_vlan(100);
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.CreateNetwork(&context, clash, &network);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("already used by network blue"));
+  clash.set_vlan(5000);
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.CreateNetwork(&context, clash, &network);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::NameRequest blue_name;
+  blue_name.set_name("blue");
+  v1::DeleteResponse deleted;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.DeleteNetwork(&context, blue_name, &deleted);
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("used by vm vm-a"));
+
+  // Conflicting concurrent writes through both replicas: eight networks want VLAN 200 at
+  // once; exactly one gets it, the others are told why.
+  std::vector<std::thread> writers;
+  std::atomic<int> created{0};
+  std::vector<grpc::StatusCode> codes(8);
+  for (int i = 0; i < 8; ++i) {
+    writers.emplace_back([&, i] {
+      v1::NetworkRecord wanted;
+      wanted.mutable_meta()->set_name(fmt::format("net-{}", i));
+      wanted.set_vlan(200);
+      v1::NetworkRecord made;
+      grpc::ClientContext context;
+      context.set_deadline(deadlineAfter(absl::Seconds(20)));
+      grpc::Status result = c.api(i % 2).CreateNetwork(&context, wanted, &made);
+      codes[static_cast<size_t>(i)] = result.error_code();
+      if (result.ok()) created.fetch_add(1);
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  EXPECT_EQ(created.load(), 1);
+  for (grpc::StatusCode code : codes) {
+    EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::ALREADY_EXISTS ||
+                code == grpc::StatusCode::ABORTED)
+        << code;
+  }
+
+  // A VM that was never placed is deleted at once, and its volume is free again.
+  v1::NameRequest vm_a;
+  vm_a.set_name("vm-a");
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.DeleteVm(&context, vm_a, &deleted);
+  });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::ListVolumesClusterRequest list;
+  v1::ListVolumesClusterResponse volumes;
+  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
+    return stub.ListVolumes(&context, list, &volumes);
+  });
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(volumes.volumes_size(), 1);
+  EXPECT_EQ(volumes.volumes(0).attached_to(), "");
 }
 
 }  // namespace

@@ -309,6 +309,17 @@ TEST_F(AgentTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
   request.mutable_spec()->set_memory_bytes(uint64_t{1} << 50);
   expectRefused(request, grpc::StatusCode::UNAVAILABLE, "VM 'bad4'");
 
+  // A call meant for another host (a controller with a stale address) is refused.
+  {
+    grpc::ClientContext misrouted;
+    misrouted.AddMetadata("x-flotilla-host", "host-z");
+    flotilla::v1::ListAgentVmsResponse list;
+    grpc::Status status =
+        host_->api().ListVms(&misrouted, flotilla::v1::ListAgentVmsRequest(), &list);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(status.error_message(), HasSubstr("not host-z"));
+  }
+
   grpc::ClientContext context;
   flotilla::v1::ListAgentVmsResponse list;
   ASSERT_TRUE(host_->api().ListVms(&context, flotilla::v1::ListAgentVmsRequest(), &list).ok());
