@@ -14,7 +14,9 @@ int64_t nowMs() {
 
 // Errors after which another host may do better than this one (not room here). Other
 // errors (a VMM that refuses the spec, a missing kernel) would fail on every host.
-bool hostCannotTakeIt(const absl::Status& status) { return absl::IsResourceExhausted(status); }
+bool hostCannotTakeIt(const absl::Status& status) {
+  return absl::IsResourceExhausted(status);
+}
 
 }  // namespace
 

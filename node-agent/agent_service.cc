@@ -161,7 +161,8 @@ grpc::Status AgentServiceImpl::GetConsoleLog(grpc::ServerContext* context,
   return answer(vms_.consoleLog(*request), response);
 }
 
-grpc::Status AgentServiceImpl::GetHost(grpc::ServerContext* context, const flotilla::v1::GetHostRequest*,
+grpc::Status AgentServiceImpl::GetHost(grpc::ServerContext* context,
+                                       const flotilla::v1::GetHostRequest*,
                                        flotilla::v1::HostStatus* response) {
   if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   *response = reporter_.current();

@@ -282,8 +282,8 @@ grpc::Status createVm(ControllerCluster& c, const v1::CreateVmClusterRequest& re
 }
 
 TEST(ControllerApiTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
-  auto cluster = ControllerCluster::start(
-      {.hosts = 0, .controllers = 2, .etcd_members = 1, .storage = false});
+  auto cluster =
+      ControllerCluster::start({.hosts = 0, .controllers = 2, .etcd_members = 1, .storage = false});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ControllerCluster& c = **cluster;
   ASSERT_TRUE(c.waitForLeader(absl::Seconds(30)).ok());
@@ -346,9 +346,8 @@ TEST(ControllerApiTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
   v1::NameRequest vm_b;
   vm_b.set_name("vm-b");
   v1::Vm got;
-  status = c.call([&](Stub& stub, grpc::ClientContext& context) {
-    return stub.GetVm(&context, vm_b, &got);
-  });
+  status = c.call(
+      [&](Stub& stub, grpc::ClientContext& context) { return stub.GetVm(&context, vm_b, &got); });
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << "half-created vm-b";
 
   // No host at all: the scheduler says why, instead of leaving it pending silently.
