@@ -685,15 +685,18 @@ grpc::Status ClusterServiceImpl::CreateNetwork(grpc::ServerContext*,
   v1::NetworkRecord network = *request;
   stampMeta(*network.mutable_meta(), name);
   etcd::Txn txn;
-  // No network was added since the list was read (VLANs stay unique).
+  // VLANs stay unique through a claim key per VLAN, taken in the same transaction.
   txn.ifVersion(networkKey(name), etcd::CompareOp::kEqual, 0);
-  for (const auto& other : *networks) {
-    txn.ifModRevision(other.key, etcd::CompareOp::kEqual, other.mod_revision);
-  }
+  txn.ifVersion(vlanClaimKey(request->vlan()), etcd::CompareOp::kEqual, 0);
   txn.thenPut(networkKey(name), encodeValue(network));
+  txn.thenPut(vlanClaimKey(request->vlan()), name);
   auto result = etcd_.txn(txn);
   if (!result.ok()) return toGrpc(result.status());
-  if (!result->succeeded) return toGrpc(conflict(fmt::format("create network {}", name)));
+  if (!result->succeeded) {
+    return toGrpc(absl::AlreadyExistsError(fmt::format(
+        "network {}: the name or vlan {} was taken meanwhile by another network: pick another",
+        name, request->vlan())));
+  }
   *response = network;
   return grpc::Status::OK;
 }
@@ -723,9 +726,9 @@ grpc::Status ClusterServiceImpl::DeleteNetwork(grpc::ServerContext*, const v1::N
         "network {} is used by vm {}: delete those VMs first", name, fmt::join(users, ", "))));
   }
   etcd::Txn txn;
-  // No VM was created since the view was read (it might use the network).
   txn.ifModRevision(networkKey(name), etcd::CompareOp::kLess, view->revision + 1);
   txn.thenDelete(networkKey(name));
+  txn.thenDelete(vlanClaimKey(view->networks.at(name).vlan()));
   auto result = etcd_.txn(txn);
   if (!result.ok()) return toGrpc(result.status());
   if (!result->succeeded) return toGrpc(conflict(fmt::format("delete network {}", name)));

@@ -39,6 +39,9 @@ std::string drainKey(std::string_view host) {
 std::string eventsPrefix() {
   return kindPrefix("events");
 }
+std::string vlanClaimKey(uint32_t vlan) {
+  return kindPrefix("network-vlans") + std::to_string(vlan);
+}
 
 std::string_view keyName(std::string_view key) {
   size_t slash = key.rfind('/');

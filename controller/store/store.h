@@ -33,6 +33,8 @@ std::string volumeKey(std::string_view pool, std::string_view name);
 std::string migrationKey(std::string_view name);
 std::string drainKey(std::string_view host);
 std::string eventsPrefix();
+// network-vlans/VLAN: the network that holds the VLAN (keeps VLANs unique).
+std::string vlanClaimKey(uint32_t vlan);
 std::string kindPrefix(std::string_view kind);  // "/flotilla/v1/<kind>/"
 
 // A value read from etcd with the revision it was last modified at.

@@ -301,6 +301,12 @@ TEST(ControllerApiTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("network blue does not exist"));
 
+  // A client watching networks (through the other replica) sees the one created next.
+  grpc::ClientContext watch_context;
+  watch_context.set_deadline(deadlineAfter(absl::Seconds(30)));
+  v1::WatchRequest watch_request;
+  watch_request.add_kinds(v1::OBJECT_KIND_NETWORK);
+  auto watch = c.api(1).Watch(&watch_context, watch_request);
   v1::NetworkRecord blue;
   blue.mutable_meta()->set_name("blue");
   blue.set_vlan(100);
@@ -309,6 +315,12 @@ TEST(ControllerApiTest, BadRequestsGetClearErrorsAndLeaveNothingBehind) {
     return stub.CreateNetwork(&context, blue, &network);
   });
   ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::WatchEvent change;
+  ASSERT_TRUE(watch->Read(&change)) << "the watch ended before any change";
+  EXPECT_EQ(change.type(), v1::WatchEvent::TYPE_PUT);
+  EXPECT_EQ(change.kind(), v1::OBJECT_KIND_NETWORK);
+  EXPECT_EQ(change.network().vlan(), 100u);
+  watch_context.TryCancel();
   status = createVm(c, testVm("vm-a", "10.78.0.2", "a-disk", false));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("pool san does not exist"));
