@@ -11,6 +11,7 @@
 #include "common/etcd/client.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/rpc/channel.h"
 #include "common/status.h"
 #include "controller/agent_clients.h"
 #include "controller/api/cluster_service.h"
@@ -94,6 +95,7 @@ int runController(int argc, char** argv) {
   if (!credentials.ok()) return fail(credentials.status(), 2);
   grpc::ServerBuilder builder;
   int port = 0;
+  acceptClientKeepalives(builder);
   builder.AddListeningPort(config->listen, *credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

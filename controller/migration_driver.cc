@@ -188,7 +188,80 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
     return status.ok() && *status ? (*status)->value : v1::VmStatus();
   };
 
+  v1::AgentVmRequest get;
+  get.set_name(migration.vm());
+  v1::MigrationStatus progress;
+  // Whether the target has the VM running: its VMM resumed it (the migration completed,
+  // whatever the source says; after a leader failover the source's status may be stale or
+  // gone), or it was finished there already.
+  auto targetHasIt = [&] {
+    v1::MigrationStatus on_target;
+    absl::Status polled_target =
+        callTarget("GetMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
+          return stub.GetMigration(&ctx, get, &on_target);
+        });
+    if (polled_target.ok() && on_target.role() == "target" && on_target.phase() == "resumed") {
+      return true;
+    }
+    v1::AgentVm vm_on_target;
+    absl::Status got =
+        callTarget("GetVm", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
+          return stub.GetVm(&ctx, get, &vm_on_target);
+        });
+    return got.ok() && vm_on_target.state() == v1::VM_STATE_RUNNING && !vm_on_target.incoming();
+  };
+  // Completed: the target runs the VM. Finish both sides.
+  auto finish = [&] {
+    v1::AgentVm finished;
+    absl::Status target_done;
+    for (int attempt = 0; attempt < 20 && !stop.stop_requested(); ++attempt) {
+      target_done = callTarget("FinishMigration",
+                               [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
+                                 return stub.FinishMigration(&ctx, target_end, &finished);
+                               });
+      if (target_done.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    v1::AgentVm ignored;
+    absl::Status source_done =
+        callSource("FinishMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
+          return stub.FinishMigration(&ctx, source_end, &ignored);
+        });
+    if (!source_done.ok()) log.warn("{}", source_done.message());
+    v1::MigrationRecord next = migration;
+    next.set_phase(v1::MIGRATION_PHASE_SUCCEEDED);
+    next.set_finished_unix_ms(nowMs());
+    next.set_bytes_sent(progress.bytes_sent());
+    next.set_rounds(progress.round());
+    next.set_downtime_ms(static_cast<double>(progress.downtime_us()) / 1000.0);
+    next.set_message(fmt::format("moved in {} ms, downtime {:.1f} ms",
+                                 next.finished_unix_ms() - next.started_unix_ms(),
+                                 next.downtime_ms()));
+    next.clear_target_token();
+    v1::VmStatus status = vmStatus();
+    status.set_host(migration.target());
+    status.set_state(target_done.ok() ? v1::VM_STATE_RUNNING : v1::VM_STATE_FAILED);
+    status.clear_migration();
+    status.set_message(target_done.ok()
+                           ? fmt::format("running on host {}", migration.target())
+                           : fmt::format("migrated to host {}, which failed to take it: {}",
+                                         migration.target(), target_done.message()));
+    status.set_state_since_unix_ms(nowMs());
+    v1::Event made =
+        EventLog::make("migration", name, v1::Event::SEVERITY_INFO, "Migrated",
+                       fmt::format("vm {}: {} → {}: {}", migration.vm(), migration.source(),
+                                   migration.target(), next.message()));
+    log.info("{}", made.message());
+    persist(next, &status, &made);
+  };
+
   auto end = [&](v1::MigrationPhase phase, const std::string& message) {
+    // Never abort a target that already runs the VM: that would lose it. It moved.
+    if (migration.phase() != v1::MIGRATION_PHASE_PREPARING && targetHasIt()) {
+      log.warn("{}; but the target runs the VM: the migration completed", message);
+      finish();
+      return;
+    }
     // Abort on both sides: the source cancels (or finds nothing to cancel) and keeps the VM;
     // the target removes what it prepared.
     v1::AgentVm ignored;
@@ -239,8 +312,6 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
       end(v1::MIGRATION_PHASE_FAILED, "the VM was deleted");
       return;
     }
-    v1::AgentVmRequest get;
-    get.set_name(migration.vm());
     v1::AgentVm on_source;
     absl::Status got =
         callSource("GetVm", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
@@ -290,33 +361,25 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
   }
 
   if (stop.stop_requested()) return;
-  v1::AgentVmRequest get;
-  get.set_name(migration.vm());
-  v1::MigrationStatus progress;
   absl::Status polled =
       callSource("GetMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
         return stub.GetMigration(&ctx, get, &progress);
       });
-  // Whether the target runs the VM: after a leader failover, the source may have been
-  // finished already (it no longer has the VM), and only the target tells the outcome.
-  auto targetRuns = [&] {
-    v1::AgentVm on_target;
-    absl::Status got =
-        callTarget("GetVm", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
-          return stub.GetVm(&ctx, get, &on_target);
-        });
-    return got.ok() && on_target.state() == v1::VM_STATE_RUNNING;
-  };
   bool completed = false;
   if (absl::IsNotFound(polled)) {
-    if (!targetRuns()) {
+    if (!targetHasIt()) {
       end(v1::MIGRATION_PHASE_FAILED,
           "the VM is on neither host any more: it was lost during the migration");
       return;
     }
     completed = true;
   }
-  if (!completed && polled.ok() && (progress.phase().empty() || progress.phase() == "idle") &&
+  // The source VMM sends nothing yet: no phase, or the status of the migration that brought
+  // the VM here (role "target").
+  const bool source_idle =
+      progress.phase().empty() || progress.phase() == "idle" || progress.role() != "source";
+  if (!completed && source_idle && targetHasIt()) completed = true;  // started before
+  if (!completed && polled.ok() && source_idle &&
       migration.phase() == v1::MIGRATION_PHASE_TRANSFERRING) {
     v1::StartMigrationRequest start;
     start.set_name(migration.vm());
@@ -340,6 +403,7 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
   }
 
   absl::Time last_answer = absl::Now();
+  const absl::Time sending_since = absl::Now();
   absl::Time last_write = absl::Now();
   while (!completed && !stop.stop_requested()) {
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(kPoll));
@@ -347,7 +411,7 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
         callSource("GetMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
           return stub.GetMigration(&ctx, get, &progress);
         });
-    if (absl::IsNotFound(polled) && targetRuns()) break;
+    if (absl::IsNotFound(polled) && targetHasIt()) break;
     if (!polled.ok()) {
       if (absl::Now() - last_answer > kSourceSilence) {
         end(v1::MIGRATION_PHASE_FAILED,
@@ -357,6 +421,15 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
       continue;
     }
     last_answer = absl::Now();
+    if (progress.role() != "source") {
+      // Not sending (yet), or the source's VMM is gone and its agent's status is stale.
+      if (targetHasIt()) break;
+      if (absl::Now() - sending_since > kSourceSilence) {
+        end(v1::MIGRATION_PHASE_FAILED, "the source VMM never started sending");
+        return;
+      }
+      continue;
+    }
     const std::string& phase = progress.phase();
     if (phase == "completed") break;
     if (phase == "failed" || phase == "cancelled") {
@@ -366,7 +439,7 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
     }
     if (phase == "unknown") {
       // `go` left but no confirmation came back: the target decides.
-      if (targetRuns()) break;
+      if (targetHasIt()) break;
       end(v1::MIGRATION_PHASE_FAILED,
           "the switchover's outcome is unknown and the target does not run the VM: the source "
           "stays paused (resume or delete the VM by hand)");
@@ -395,48 +468,7 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
   }
   if (stop.stop_requested()) return;
 
-  // Completed: the target runs the VM. Finish both sides.
-  v1::AgentVm finished;
-  absl::Status target_done;
-  for (int attempt = 0; attempt < 20 && !stop.stop_requested(); ++attempt) {
-    target_done =
-        callTarget("FinishMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
-          return stub.FinishMigration(&ctx, target_end, &finished);
-        });
-    if (target_done.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  v1::AgentVm ignored;
-  absl::Status source_done =
-      callSource("FinishMigration", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
-        return stub.FinishMigration(&ctx, source_end, &ignored);
-      });
-  if (!source_done.ok()) log.warn("{}", source_done.message());
-  v1::MigrationRecord next = migration;
-  next.set_phase(v1::MIGRATION_PHASE_SUCCEEDED);
-  next.set_finished_unix_ms(nowMs());
-  next.set_bytes_sent(progress.bytes_sent());
-  next.set_rounds(progress.round());
-  next.set_downtime_ms(static_cast<double>(progress.downtime_us()) / 1000.0);
-  next.set_message(fmt::format("moved in {} ms, downtime {:.1f} ms",
-                               next.finished_unix_ms() - next.started_unix_ms(),
-                               next.downtime_ms()));
-  next.clear_target_token();
-  v1::VmStatus status = vmStatus();
-  status.set_host(migration.target());
-  status.set_state(target_done.ok() ? v1::VM_STATE_RUNNING : v1::VM_STATE_FAILED);
-  status.clear_migration();
-  status.set_message(target_done.ok()
-                         ? fmt::format("running on host {}", migration.target())
-                         : fmt::format("migrated to host {}, which failed to take it: {}",
-                                       migration.target(), target_done.message()));
-  status.set_state_since_unix_ms(nowMs());
-  v1::Event made =
-      EventLog::make("migration", name, v1::Event::SEVERITY_INFO, "Migrated",
-                     fmt::format("vm {}: {} → {}: {}", migration.vm(), migration.source(),
-                                 migration.target(), next.message()));
-  log.info("{}", made.message());
-  persist(next, &status, &made);
+  finish();
 }
 
 }  // namespace flotilla::controller

@@ -19,8 +19,15 @@ int64_t nowMs() {
 // etcd accepts at most 128 operations per transaction; placements go in batches.
 constexpr size_t kBatch = 60;
 
+// Agents and the controller may run on different machines: a report counts as newer than a
+// status change only by this margin, for clock differences.
+constexpr int64_t kClockMarginMs = 1000;
+
+// Whether `host`'s report was made after the VM's status last changed (so that a report from
+// before a placement, start or migration does not undo it).
 bool hostReportNewer(const HostView& host, const v1::VmStatus& status) {
-  return host.status && host.status->updated_unix_ms() > status.state_since_unix_ms();
+  return host.status &&
+         host.status->updated_unix_ms() > status.state_since_unix_ms() + kClockMarginMs;
 }
 
 const v1::HostVm* reportedVm(const HostView& host, const std::string& name) {
@@ -369,9 +376,13 @@ void Reconciler::reconcileVms(const ClusterView& view) {
         continue;
       }
       auto vm = view.vms.find(reported.name());
+      // Only reports made after the VM's last status change count (a migration just moved
+      // it: the source's report may still list it, the target's not yet).
+      if (vm != view.vms.end() && !hostReportNewer(host, vm->second.status)) continue;
       if (vm != view.vms.end() && reported.state() == v1::VM_STATE_RUNNING) {
         const HostView* placed =
             vm->second.status.host().empty() ? nullptr : readyHost(view, vm->second.status.host());
+        if (placed != nullptr && !hostReportNewer(*placed, vm->second.status)) continue;
         const v1::HostVm* there = placed ? reportedVm(*placed, reported.name()) : nullptr;
         if (there == nullptr || there->state() != v1::VM_STATE_RUNNING) {
           if (vm->second.status.state() == v1::VM_STATE_CREATING) continue;  // being started

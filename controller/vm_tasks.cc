@@ -158,7 +158,8 @@ void Reconciler::removeOrphan(const std::string& vm, const HostView& host) {
                    [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
                      return stub.DeleteVm(&ctx, request, &response);
                    });
-  if (!deleted.ok() && !absl::IsNotFound(deleted)) {
+  if (absl::IsNotFound(deleted)) return;  // gone already (the report was older)
+  if (!deleted.ok()) {
     log_.with("vm", vm).warn("cannot remove it from host {}: {}", host.name, deleted.message());
     return;
   }

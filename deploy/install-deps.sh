@@ -25,6 +25,8 @@ packages=(
   qemu-system-x86 qemu-utils qemu-block-extra
   # test tooling
   iproute2 procps ethtool tcpdump iputils-ping util-linux openssl
+  # the cluster demo reads clusterctl -o json
+  jq
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include "common/etcd/client.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/rpc/channel.h"
 #include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
@@ -159,6 +160,7 @@ int runAgent(int argc, const char* const* argv) {
   AgentServiceImpl service(**vms, reporter, host, config->stop_grace, config->host);
   grpc::ServerBuilder builder;
   int tcp_port = 0;
+  acceptClientKeepalives(builder);
   builder.AddListeningPort(config->listen, *credentials, &tcp_port);
   if (!config->socket.empty()) {
     std::error_code error;

@@ -121,6 +121,9 @@ class VmManager {
   VmRecordStore store_;
   const Logger log_;
   absl::Mutex mu_;
+  // Held from picking an incoming migration's port until its entry shows the port, so that
+  // two migrations into this host at once never get the same one.
+  absl::Mutex port_mu_;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> vms_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<EventLoop> loop_;  // pidfds of the VMMs; last: stopped first
 };

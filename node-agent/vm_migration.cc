@@ -107,9 +107,15 @@ absl::StatusOr<flotilla::v1::PrepareIncomingResponse> VmManager::prepareIncoming
   absl::StatusOr<AgentVmRecord> record =
       newRecord(request.name(), request.uid(), request.spec(), request.networks(), request.macs());
   if (!record.ok()) return fail(record.status());
-  absl::StatusOr<uint16_t> port = pickMigrationPort();
-  if (!port.ok()) return fail(port.status());
-  const std::string address = fmt::format("{}:{}", options_.migration_address, *port);
+  std::string address;
+  {
+    absl::MutexLock ports(&port_mu_);
+    absl::StatusOr<uint16_t> port = pickMigrationPort();
+    if (!port.ok()) return fail(port.status());
+    address = fmt::format("{}:{}", options_.migration_address, *port);
+    absl::MutexLock lock(&entry->mu);
+    entry->record.set_incoming_address(address);  // taken, for the next pickMigrationPort
+  }
   record->set_incoming_address(address);
   record->mutable_vm()->set_incoming(true);
   setState(*record, VmState::VM_STATE_MIGRATING, "waiting for the migration");

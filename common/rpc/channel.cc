@@ -103,4 +103,10 @@ bool unixSocketAccepts(const std::string& path) {
   return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
 }
 
+void acceptClientKeepalives(grpc::ServerBuilder& builder) {
+  // Below ChannelOptions' keepalive_time default (10 s), so that no ping is ever a strike.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
 }  // namespace flotilla

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/server_builder.h"
 
 namespace flotilla {
 
@@ -53,5 +54,9 @@ bool waitConnected(grpc::Channel& channel, absl::Duration timeout);
 // where polling with RPCs puts the channel into gRPC's reconnect backoff, which is shared by
 // every channel to that address in the process and delays the first call by up to seconds.
 bool unixSocketAccepts(const std::string& path);
+
+// Lets a server's clients send the keepalive pings makeChannel() configures (gRPC servers
+// otherwise answer pings more often than every 5 minutes with GOAWAY "too_many_pings").
+void acceptClientKeepalives(grpc::ServerBuilder& builder);
 
 }  // namespace flotilla

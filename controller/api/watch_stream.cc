@@ -47,11 +47,13 @@ grpc::Status ClusterServiceImpl::Watch(grpc::ServerContext* context,
   std::set<int> kinds(request->kinds().begin(), request->kinds().end());
   auto wanted = [&](v1::ObjectKind kind) { return kinds.empty() || kinds.contains(kind); };
 
-  // The current state, at one revision.
+  // The current state, at one revision (only its revision when resuming).
   etcd::RangeOptions options;
   options.prefix = true;
+  options.count_only = request->revision() > 0;
   auto all = etcd_.get(std::string(kKeyPrefix), options);
   if (!all.ok()) return toGrpcStatus(all.status());
+  const int64_t from = request->revision() > 0 ? request->revision() : all->revision;
   std::set<std::pair<int, std::string>> composite_sent;
   auto sendObject = [&](const KeyKind& key_kind, int64_t revision) -> bool {
     v1::WatchEvent event;
@@ -130,7 +132,7 @@ grpc::Status ClusterServiceImpl::Watch(grpc::ServerContext* context,
 
   etcd::Watch watch(etcd_, etcd::WatchOptions{.key = std::string(kKeyPrefix),
                                               .prefix = true,
-                                              .start_revision = all->revision + 1,
+                                              .start_revision = from + 1,
                                               .prev_kv = false});
   while (!context->IsCancelled()) {
     auto batch = watch.next(absl::Milliseconds(500));

@@ -174,7 +174,7 @@ check_conflicts() {
   for addr in "${wanted[@]}"; do
     port=${addr##*:}
     found=$(ss -Hltnp "sport = :$port" 2>/dev/null | awk -v want="$addr" -v port=":$port" \
-      '{split($4, a, ":"); if ($4 == want || $4 == "0.0.0.0" port || $4 == "*" port || $4 == "[::]" port) print $4 " " $6}')
+      '{if ($4 == want || $4 == "[::ffff:" substr(want, 1, length(want) - length(port)) "]" port || $4 == "0.0.0.0" port || $4 == "*" port || $4 == "[::]" port) print $4 " " $6}')
     [[ -z $found ]] || die "port $port, which the local cluster uses for $addr, is taken: $found; stop that program and retry"
   done
   if [[ -S $TGT_RUN_DIR/socket.$TGT_INSTANCE ]] &&
@@ -191,7 +191,10 @@ registered_hosts() {
 }
 
 listening() {                                       # listening ADDRESS:PORT
-  [[ -n $(ss -Hltn "sport = :${1##*:}" 2>/dev/null | awk -v want="$1" '$4 == want') ]]
+  # gRPC servers bound to an IPv4 address show up as [::ffff:ADDRESS]:PORT.
+  local mapped="[::ffff:${1%:*}]:${1##*:}"
+  [[ -n $(ss -Hltn "sport = :${1##*:}" 2>/dev/null |
+    awk -v want="$1" -v mapped="$mapped" '$4 == want || $4 == mapped') ]]
 }
 
 # The settings the cluster in STATE was started with (its network and whether it has
