@@ -195,7 +195,9 @@ class FuzzAcceptor : public StreamAcceptor {
     hello.set_version_major(kVersionMajor);
     hello.set_capabilities(reply.capabilities());
     hello.set_token("token");
-    hello.set_session((data_[at_ + 1] & 1) != 0 ? "wrong" : reply.session());
+    // accept() checked only at_ < size_: the byte after it may be past the input.
+    const bool wrong_session = at_ + 1 < size_ && (data_[at_ + 1] & 1) != 0;
+    hello.set_session(wrong_session ? "wrong" : reply.session());
     hello.set_stream_index(1);
     hello.set_streams(reply.streams());
     const std::string message = hello.SerializeAsString();
