@@ -51,6 +51,10 @@ absl::Status validate(const ControllerConfig& config) {
   if (config.scheduler.cpu_overcommit <= 0 || config.scheduler.memory_overcommit <= 0) {
     problems.push_back("scheduler.cpu_overcommit and memory_overcommit must be positive");
   }
+  if (config.agent_parallelism == 0 || config.agent_parallelism > 1024) {
+    problems.push_back(fmt::format("agent_parallelism {}: expected 1 to 1024 VM tasks at once",
+                                   config.agent_parallelism));
+  }
   if (config.migrations.per_source == 0 || config.migrations.per_target == 0 ||
       config.migrations.per_cluster == 0) {
     problems.push_back("migrations.per_source, per_target and per_cluster must be at least 1");
@@ -88,6 +92,7 @@ absl::StatusOr<ControllerConfig> parseControllerConfig(std::string_view text,
   root.optional("host_fence_timeout", config.host_fence_timeout);
   root.optional("resync_interval", config.resync_interval);
   root.optional("agent_timeout", config.agent_timeout);
+  root.optional("agent_parallelism", config.agent_parallelism);
   ConfigNode scheduler = root.child("scheduler");
   scheduler.optional("strategy", config.scheduler.strategy);
   scheduler.optional("cpu_overcommit", config.scheduler.cpu_overcommit);

@@ -50,6 +50,7 @@ struct ControllerConfig {
   absl::Duration host_fence_timeout = absl::Seconds(10);
   absl::Duration resync_interval = absl::Seconds(1);  // a full reconcile pass at least this often
   absl::Duration agent_timeout = absl::Seconds(30);   // one AgentService call
+  uint32_t agent_parallelism = 32;  // VM tasks (agent calls and their status writes) at once
   SchedulerConfig scheduler;
   MigrationLimits migrations;
   RebalanceConfig rebalance;

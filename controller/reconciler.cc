@@ -30,6 +30,23 @@ bool hostReportNewer(const HostView& host, const v1::VmStatus& status) {
          host.status->updated_unix_ms() > status.state_since_unix_ms() + kClockMarginMs;
 }
 
+// The VLAN of each network `spec`'s NICs use (those that exist: the agent refuses the others,
+// naming them).
+std::vector<v1::NetworkBinding> networkBindings(const ClusterView& view, const v1::VmSpec& spec) {
+  std::vector<v1::NetworkBinding> bindings;
+  for (const v1::NicSpec& nic : spec.nics()) {
+    auto network = view.networks.find(nic.network());
+    const bool bound = std::any_of(bindings.begin(), bindings.end(), [&](const auto& binding) {
+      return binding.name() == nic.network();
+    });
+    if (network == view.networks.end() || bound) continue;
+    v1::NetworkBinding& binding = bindings.emplace_back();
+    binding.set_name(nic.network());
+    binding.set_vlan(network->second.vlan());
+  }
+  return bindings;
+}
+
 const v1::HostVm* reportedVm(const HostView& host, const std::string& name) {
   if (!host.status) return nullptr;
   for (const v1::HostVm& vm : host.status->vms()) {
@@ -58,7 +75,7 @@ Reconciler::Reconciler(const ControllerConfig& config, etcd::EtcdClient& etcd, A
       leader_(etcd, leader),
       events_(etcd, config.name),
       log_(Logger("reconciler")),
-      vm_tasks_("vm", 8),
+      vm_tasks_("vm", config.agent_parallelism),
       migration_tasks_("migration", config.migrations.per_cluster) {}
 
 Reconciler::~Reconciler() {
@@ -70,6 +87,7 @@ void Reconciler::run(std::stop_token stop) {
   int64_t watch_from = 0;
   std::unique_ptr<etcd::Watch> watch;
   while (!stop.stop_requested() && !lost_.load()) {
+    const absl::Time pass_start = absl::Now();
     auto view = store_.readView();
     if (!view.ok()) {
       log_.warn("cannot read the cluster state: {}", view.status().message());
@@ -86,13 +104,24 @@ void Reconciler::run(std::stop_token stop) {
                                                                   .start_revision = watch_from,
                                                                   .prev_kv = false});
     }
+    // Tasks that end from here on may have written what this view does not show yet.
+    vm_tasks_.beginPass(pass_start);
+    migration_tasks_.beginPass(pass_start);
     pass(*view);
     passes_.fetch_add(1);
-    // Wait for a change (or the resync interval), then let a burst of changes settle.
+    // Wait for a change (or the resync interval), then let a burst of changes settle. A pass
+    // over a large cluster is followed by a pause as long as it took (up to a second), so that
+    // reading the whole cluster again and again takes at most half of etcd's time.
+    const absl::Time pass_end = absl::Now();
     auto batch = watch->next(config_.resync_interval);
     if (batch.ok()) {
-      absl::Time settle = absl::Now() + absl::Milliseconds(20);
+      const absl::Time settle = absl::Now() + absl::Milliseconds(20);
       while (absl::Now() < settle && watch->next(absl::Milliseconds(5)).ok()) {
+      }
+      const absl::Time paced = pass_end + std::min(pass_end - pass_start, absl::Seconds(1));
+      while (!stop.stop_requested() && absl::Now() < paced) {
+        auto more = watch->next(paced - absl::Now());
+        if (!more.ok() && !absl::IsDeadlineExceeded(more.status())) break;
       }
     } else if (absl::IsOutOfRange(batch.status())) {
       watch.reset();  // compacted: start over from the next view
@@ -315,7 +344,9 @@ void Reconciler::reconcileVms(const ClusterView& view) {
     switch (status.state()) {
       case v1::VM_STATE_CREATING:
         if (vm.record.want_running()) {
-          vm_tasks_.submit(name, [this, vm, h = *host](std::stop_token) { createOnHost(vm, h); });
+          vm_tasks_.submit(
+              name, [this, vm, h = *host, networks = networkBindings(view, vm.record.spec())](
+                        std::stop_token) { createOnHost(vm, h, networks); });
         }
         break;
       case v1::VM_STATE_RUNNING:

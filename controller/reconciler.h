@@ -18,6 +18,7 @@
 #include <set>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -63,7 +64,9 @@ class Reconciler {
   void maybeRebalance(const ClusterView& view);
 
   // VM tasks (vm_tasks.cc): each ends by writing the VM's new status.
-  void createOnHost(const VmView& vm, const HostView& host);
+  // `networks`: the VLAN of each network its NICs use, as the pass read them.
+  void createOnHost(const VmView& vm, const HostView& host,
+                    const std::vector<v1::NetworkBinding>& networks);
   void stopOnHost(const VmView& vm, const HostView& host, bool then_start);
   void deleteVm(const VmView& vm, const HostView* host);
   void removeOrphan(const std::string& vm, const HostView& host);

@@ -20,9 +20,17 @@ bool TaskPool::submit(const std::string& key, Task task) {
   return true;
 }
 
+void TaskPool::beginPass(absl::Time view_read_at) {
+  absl::MutexLock lock(&mu_);
+  view_read_at_ = view_read_at;
+  std::erase_if(ended_, [&](const auto& entry) { return entry.second < view_read_at; });
+}
+
 bool TaskPool::busy(const std::string& key) const {
   absl::MutexLock lock(&mu_);
-  return keys_.contains(key);
+  if (keys_.contains(key)) return true;
+  auto ended = ended_.find(key);
+  return ended != ended_.end() && ended->second >= view_read_at_;
 }
 
 void TaskPool::stop() {
@@ -55,6 +63,7 @@ void TaskPool::work(std::stop_token stop) {
     item.second(stop);
     absl::MutexLock lock(&mu_);
     keys_.erase(item.first);
+    ended_[item.first] = absl::Now();
   }
 }
 

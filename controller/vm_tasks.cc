@@ -20,22 +20,14 @@ bool hostCannotTakeIt(const absl::Status& status) {
 
 }  // namespace
 
-void Reconciler::createOnHost(const VmView& vm, const HostView& host) {
+void Reconciler::createOnHost(const VmView& vm, const HostView& host,
+                              const std::vector<v1::NetworkBinding>& networks) {
   v1::CreateVmRequest request;
   request.set_name(vm.name);
   *request.mutable_spec() = vm.record.spec();
   request.set_uid(vm.record.meta().uid());
   request.set_start(true);
-  auto networks = store_.list<v1::NetworkRecord>(kindPrefix("networks"));
-  if (!networks.ok()) return;  // the next pass retries
-  for (const v1::NicSpec& nic : vm.record.spec().nics()) {
-    for (const auto& network : *networks) {
-      if (network.value.meta().name() != nic.network()) continue;
-      v1::NetworkBinding* binding = request.add_networks();
-      binding->set_name(nic.network());
-      binding->set_vlan(network.value.vlan());
-    }
-  }
+  for (const v1::NetworkBinding& network : networks) *request.add_networks() = network;
   const std::string address = host.status->agent_address();
   v1::AgentVm created;
   absl::Status status = agents_.call(host.name, address, fmt::format("CreateVm {}", vm.name),

@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
-#include <set>
 #include <system_error>
 
 #include "common/files.h"
@@ -27,7 +26,6 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "network/mac_allocation.h"
 #include "node-agent/host/host_info.h"
 #include "node-agent/names.h"
 #include "node-agent/vm_entry.h"
@@ -245,19 +243,7 @@ absl::StatusOr<AgentVmRecord> VmManager::newRecord(
     std::string_view name, std::string_view uid, const flotilla::v1::VmSpec& spec,
     const google::protobuf::RepeatedPtrField<flotilla::v1::NetworkBinding>& networks,
     const google::protobuf::RepeatedPtrField<std::string>& macs) {
-  RETURN_IF_ERROR(validateVmName(name));
-  if (spec.vcpus() == 0 || spec.vcpus() > 255) {
-    return absl::InvalidArgumentError(
-        fmt::format("VM '{}': vcpus must be 1 to 255, not {}", name, spec.vcpus()));
-  }
-  if (spec.memory_bytes() < (uint64_t{16} << 20) || spec.memory_bytes() % 4096 != 0) {
-    return absl::InvalidArgumentError(
-        fmt::format("VM '{}': memory_bytes must be a multiple of 4096 and at least 16 MiB, not {}",
-                    name, spec.memory_bytes()));
-  }
-  if (spec.boot().kernel().empty()) {
-    return absl::InvalidArgumentError(fmt::format("VM '{}': boot.kernel is empty", name));
-  }
+  RETURN_IF_ERROR(validateVmSpec(name, spec));
   if (::access(spec.boot().kernel().c_str(), R_OK) != 0) {
     return absl::InvalidArgumentError(
         fmt::format("VM '{}': kernel {} cannot be read on this host: {}", name,
@@ -278,44 +264,7 @@ absl::StatusOr<AgentVmRecord> VmManager::newRecord(
     agent_disk->set_volume(disk.volume());
     agent_disk->set_disk_option(*option);
   }
-  std::set<std::string> macs_used;
-  for (int i = 0; i < spec.nics_size(); ++i) {
-    const flotilla::v1::NicSpec& nic = spec.nics(i);
-    const flotilla::v1::NetworkBinding* binding = nullptr;
-    for (const auto& candidate : networks) {
-      if (candidate.name() == nic.network()) binding = &candidate;
-    }
-    if (binding == nullptr) {
-      return absl::InvalidArgumentError(fmt::format(
-          "VM '{}' NIC {} is on network '{}', which the request does not bind to a VLAN: add "
-          "it to `networks`",
-          name, i, nic.network()));
-    }
-    if (binding->vlan() == 0 || binding->vlan() > 4094) {
-      return absl::InvalidArgumentError(fmt::format("network '{}': VLAN {} is out of range 1-4094",
-                                                    binding->name(), binding->vlan()));
-    }
-    std::string mac = i < macs.size() ? macs.Get(i) : nic.mac();
-    if (mac.empty()) {
-      ASSIGN_OR_RETURN(network::MacAddress allocated,
-                       network::allocateMac(fmt::format("{}/{}", vm.uid(), i),
-                                            [&](const network::MacAddress& candidate) {
-                                              return macs_used.contains(candidate.toString());
-                                            }));
-      mac = allocated.toString();
-    } else {
-      auto parsed = network::MacAddress::parse(mac);
-      if (!parsed.ok()) return annotate(parsed.status(), fmt::format("VM '{}' NIC {}", name, i));
-      mac = parsed->toString();
-    }
-    macs_used.insert(mac);
-    flotilla::v1::AgentNic* agent_nic = vm.add_nics();
-    agent_nic->set_network(nic.network());
-    agent_nic->set_vlan(binding->vlan());
-    agent_nic->set_mac(mac);
-    agent_nic->set_tap(tapName(vm.uid(), i));
-    agent_nic->set_port(agent_nic->tap());
-  }
+  RETURN_IF_ERROR(addNics(vm, networks, macs));
   const std::string dir = vmDir(name);
   record.set_api_socket(dir + "/api.sock");
   record.set_serial_path(dir + "/serial.log");

@@ -90,6 +90,7 @@ class ClusterServiceImpl final : public v1::ClusterService::Service {
 
  private:
   absl::StatusOr<v1::Host> readHost(const std::string& name);
+  absl::StatusOr<bool> keyExists(const std::string& key);
   absl::StatusOr<v1::Vm> readVm(const std::string& name);
   // Read-modify-write of a host record (created from the agent's report if missing).
   absl::StatusOr<v1::Host> updateHost(const std::string& name, std::string_view what,
