@@ -103,25 +103,28 @@ void VirtioBalloon::changePages(size_t index) {
 void VirtioBalloon::receiveStats() {
   Virtqueue* queue = context_->queue(kStatsQueue);
   if (queue == nullptr) return;
-  while (true) {
-    std::optional<DescriptorChain> chain = popChain(*context_, *queue);
-    if (!chain.has_value()) break;
-    if (stats_head_.has_value()) {
-      // The driver has one statistics buffer; a second one is returned at once.
-      queue->addUsed(chain->head, 0);
-      context_->signalUsed(kStatsQueue);
-      continue;
+  // enableNotifications() reports a buffer made available while the last pop found none: it
+  // is taken too, or no notification would ever come for it (device.h).
+  do {
+    while (true) {
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
+      if (stats_head_.has_value()) {
+        // The driver has one statistics buffer; a second one is returned at once.
+        queue->addUsed(chain->head, 0);
+        context_->signalUsed(kStatsQueue);
+        continue;
+      }
+      const uint64_t count = chain->readableBytes() / sizeof(balloon::Stat);
+      for (uint64_t i = 0; i < count; ++i) {
+        balloon::Stat stat;
+        gatherBytes(chain->readable, i * sizeof(stat),
+                    {reinterpret_cast<uint8_t*>(&stat), sizeof(stat)});
+        stats_[stat.tag] = stat.val;
+      }
+      stats_head_ = chain->head;
     }
-    const uint64_t count = chain->readableBytes() / sizeof(balloon::Stat);
-    for (uint64_t i = 0; i < count; ++i) {
-      balloon::Stat stat;
-      gatherBytes(chain->readable, i * sizeof(stat),
-                  {reinterpret_cast<uint8_t*>(&stat), sizeof(stat)});
-      stats_[stat.tag] = stat.val;
-    }
-    stats_head_ = chain->head;
-  }
-  queue->enableNotifications();
+  } while (context_->running() && queue->enableNotifications());
 }
 
 void VirtioBalloon::returnStatsBuffer() {

@@ -106,7 +106,10 @@ class VirtioDevice {
   // device mutex.
   virtual void activate() = 0;
   // Queue `index` was notified or has work; on the device's loop thread, under the mutex,
-  // only while running().
+  // only while running(). Whenever the device then waits for the driver's next chain (it
+  // took all there were), it must first call the queue's enableNotifications() and carry on
+  // if that reports a chain (`do { pop until empty } while (enableNotifications())`): with
+  // VIRTIO_F_EVENT_IDX the driver notifies only for chains past the avail_event published.
   virtual void process(size_t index) = 0;
   // Stops starting new work and waits until work in flight has completed (its buffers
   // returned to the driver). Called WITHOUT the mutex (completions need it), after the

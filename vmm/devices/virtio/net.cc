@@ -214,26 +214,32 @@ void VirtioNet::control() {
   Virtqueue* queue = context_->queue(kCtrlQueue);
   if (queue == nullptr) return;
   bool answered = false;
-  while (true) {
-    std::optional<DescriptorChain> chain = popChain(*context_, *queue);
-    if (!chain.has_value()) break;
-    const DescriptorChain& command = *chain;
-    uint8_t header[2] = {};
-    if (gatherBytes(command.readable, 0, header) != sizeof(header) || command.writable.empty()) {
-      context_->needsReset(absl::DataLossError(fmt::format(
-          "control command {}: no class and command, or no buffer for the ack", command.head)));
-      return;
+  // As on every queue: after the last chain, enableNotifications() and look again. With
+  // VIRTIO_F_EVENT_IDX a driver notifies only when its avail index passes avail_event: were it
+  // never published, only the first command would be notified (avail_event 0 in a zeroed
+  // ring), and e.g. the announcement ack after a VM's second migration would wait for ever.
+  do {
+    while (true) {
+      std::optional<DescriptorChain> chain = popChain(*context_, *queue);
+      if (!chain.has_value()) break;
+      const DescriptorChain& command = *chain;
+      uint8_t header[2] = {};
+      if (gatherBytes(command.readable, 0, header) != sizeof(header) || command.writable.empty()) {
+        context_->needsReset(absl::DataLossError(fmt::format(
+            "control command {}: no class and command, or no buffer for the ack", command.head)));
+        return;
+      }
+      uint8_t ack = net::kCtrlErr;
+      if (header[0] == net::kCtrlAnnounce && header[1] == net::kCtrlAnnounceAck) {
+        status_ = static_cast<uint16_t>(status_ & ~net::kStatusAnnounce);
+        ack = net::kCtrlOk;
+      }
+      const ChainBuffer& last = command.writable.back();
+      last.data[last.length - 1] = ack;
+      queue->addUsed(command.head, 1);
+      answered = true;
     }
-    uint8_t ack = net::kCtrlErr;
-    if (header[0] == net::kCtrlAnnounce && header[1] == net::kCtrlAnnounceAck) {
-      status_ = static_cast<uint16_t>(status_ & ~net::kStatusAnnounce);
-      ack = net::kCtrlOk;
-    }
-    const ChainBuffer& last = command.writable.back();
-    last.data[last.length - 1] = ack;
-    queue->addUsed(command.head, 1);
-    answered = true;
-  }
+  } while (context_->running() && queue->enableNotifications());
   if (answered) context_->signalUsed(kCtrlQueue);
 }
 

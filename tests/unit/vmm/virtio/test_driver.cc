@@ -110,6 +110,12 @@ uint16_t TestQueue::availEvent() const {
   return load<uint16_t>(memory_, layout_.used + 4 + 8 * uint64_t{layout_.size});
 }
 
+bool TestQueue::eventIdxWantsNotification(uint16_t old_idx) const {
+  // vring_need_event(avail_event, new, old), in 16-bit arithmetic.
+  return static_cast<uint16_t>(avail_idx_ - availEvent() - 1) <
+         static_cast<uint16_t>(avail_idx_ - old_idx);
+}
+
 uint16_t TestQueue::usedFlags() const {
   return load<uint16_t>(memory_, layout_.used);
 }

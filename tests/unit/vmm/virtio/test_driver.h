@@ -47,6 +47,10 @@ class TestQueue {
   void setNoInterrupt(bool no_interrupt);
   void setUsedEvent(uint16_t value);
   uint16_t availEvent() const;
+  // Whether a driver that made chains available since its avail index was `old_idx` must
+  // notify the device, with VIRTIO_F_EVENT_IDX (2.7.10): when avail_event lies in
+  // [old_idx, availIdx()).
+  bool eventIdxWantsNotification(uint16_t old_idx) const;
   uint16_t usedFlags() const;
 
  private:
