@@ -7,6 +7,7 @@
 #include "common/etcd/watch.h"
 #include "common/status.h"
 #include "controller/rebalance_plan.h"
+#include "controller/store/view_cache.h"
 #include "fmt/format.h"
 
 namespace flotilla::controller {
@@ -84,47 +85,75 @@ Reconciler::~Reconciler() {
 }
 
 void Reconciler::run(std::stop_token stop) {
-  int64_t watch_from = 0;
+  // The view is read whole at the start, after a watch error and every few minutes (a safety
+  // net); in between, the watch that wakes the passes also keeps it current.
+  constexpr absl::Duration kReloadEvery = absl::Minutes(5);
+  ViewCache cache(store_);
   std::unique_ptr<etcd::Watch> watch;
+  bool reload = true;
+  absl::Time reloaded = absl::InfinitePast();
+  // Applies a batch to the view; a batch it cannot apply asks for a reload.
+  auto apply = [&](const etcd::WatchBatch& batch) {
+    if (absl::Status applied = cache.apply(batch); !applied.ok()) {
+      log_.warn("{}: reading the whole cluster again", applied.message());
+      reload = true;
+    }
+  };
   while (!stop.stop_requested() && !lost_.load()) {
     const absl::Time pass_start = absl::Now();
-    auto view = store_.readView();
-    if (!view.ok()) {
-      log_.warn("cannot read the cluster state: {}", view.status().message());
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      continue;
+    if (reload || pass_start - reloaded > kReloadEvery) {
+      if (absl::Status read = cache.reload(); !read.ok()) {
+        log_.warn("cannot read the cluster state: {}", read.message());
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      reload = false;
+      reloaded = pass_start;
     }
     if (watch == nullptr) {
-      // Changes after this view wake the next pass; the watch resumes from its revision
-      // after an etcd member fails.
-      watch_from = view->revision + 1;
-      watch =
-          std::make_unique<etcd::Watch>(etcd_, etcd::WatchOptions{.key = std::string(kKeyPrefix),
-                                                                  .prefix = true,
-                                                                  .start_revision = watch_from,
-                                                                  .prev_kv = false});
+      // Changes after this view wake the next pass and update the view; the watch resumes
+      // from its revision after an etcd member fails.
+      watch = std::make_unique<etcd::Watch>(
+          etcd_, etcd::WatchOptions{.key = std::string(kKeyPrefix),
+                                    .prefix = true,
+                                    .start_revision = cache.view().revision + 1,
+                                    .prev_kv = false});
     }
     // Tasks that end from here on may have written what this view does not show yet.
     vm_tasks_.beginPass(pass_start);
     migration_tasks_.beginPass(pass_start);
-    pass(*view);
+    pass(cache.view());
     passes_.fetch_add(1);
     // Wait for a change (or the resync interval), then let a burst of changes settle. A pass
     // over a large cluster is followed by a pause as long as it took (up to a second), so that
-    // reading the whole cluster again and again takes at most half of etcd's time.
+    // passes take at most half of this replica's time and of etcd's for the writes they make.
     const absl::Time pass_end = absl::Now();
     auto batch = watch->next(config_.resync_interval);
     if (batch.ok()) {
+      apply(*batch);
       const absl::Time settle = absl::Now() + absl::Milliseconds(20);
-      while (absl::Now() < settle && watch->next(absl::Milliseconds(5)).ok()) {
+      while (absl::Now() < settle) {
+        auto more = watch->next(absl::Milliseconds(5));
+        if (!more.ok()) break;
+        apply(*more);
       }
       const absl::Time paced = pass_end + std::min(pass_end - pass_start, absl::Seconds(1));
       while (!stop.stop_requested() && absl::Now() < paced) {
         auto more = watch->next(paced - absl::Now());
-        if (!more.ok() && !absl::IsDeadlineExceeded(more.status())) break;
+        if (more.ok()) {
+          apply(*more);
+        } else if (!absl::IsDeadlineExceeded(more.status())) {
+          break;
+        }
       }
-    } else if (absl::IsOutOfRange(batch.status())) {
-      watch.reset();  // compacted: start over from the next view
+    } else if (!absl::IsDeadlineExceeded(batch.status())) {
+      // Compacted (OutOfRange) or failed: read everything again and watch from there.
+      if (!absl::IsOutOfRange(batch.status())) {
+        log_.warn("the watch failed ({}): reading the whole cluster again",
+                  batch.status().message());
+      }
+      watch.reset();
+      reload = true;
     }
   }
   vm_tasks_.stop();
