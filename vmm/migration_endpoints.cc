@@ -153,12 +153,14 @@ absl::Status VmMigrationTarget::resume() {
   running_ = true;
   // Switches and peers learn where the guest's MACs are now.
   const Logger log("migration");
-  auto asked = vm_->virtio().announceNics();
+  auto asked = vm_->announceNics();
   if (!asked.ok()) {
     log.warn("announcing the NICs after the migration: {}", asked.status().message());
   } else if (!vm_->virtio().nics().empty()) {
-    log.info("announced {} NICs ({} guests asked to announce themselves)",
-             vm_->virtio().nics().size(), *asked);
+    log.info(
+        "announced {} NICs ({} guests asked to announce themselves; again 4 times within "
+        "500 ms)",
+        vm_->virtio().nics().size(), *asked);
   }
   return absl::OkStatus();
 }

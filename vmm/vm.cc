@@ -116,6 +116,7 @@ Vm::Vm(VmConfig config, Kvm kvm, VmFd vm_fd, GuestMemory memory, std::unique_ptr
       loop_(std::move(loop)) {}
 
 Vm::~Vm() {
+  announcer_ = std::jthread();  // request stop and join
   setThrottle(0);
   monitor_ = std::jthread();  // request stop and join
   stopVcpus();
@@ -481,6 +482,24 @@ void Vm::monitor(std::stop_token stop) {
       endVm({VmEnd::Reason::kHalted, kExitOk, "every vCPU halted with interrupts disabled"});
     }
   }
+}
+
+absl::StatusOr<uint32_t> Vm::announceNics() {
+  ASSIGN_OR_RETURN(uint32_t asked, virtio_->announceNics());
+  announcer_ = std::jthread([this](std::stop_token stop) {
+    setCurrentThreadName("vm-announce");
+    std::mutex mu;
+    std::condition_variable_any wake;
+    for (int pause_ms : {50, 100, 150, 200}) {
+      std::unique_lock lock(mu);
+      wake.wait_for(lock, stop, std::chrono::milliseconds(pause_ms), [] { return false; });
+      if (stop.stop_requested()) return;
+      if (auto again = virtio_->announceNics(); !again.ok()) {
+        log_.warn("announcing the NICs again: {}", again.status().message());
+      }
+    }
+  });
+  return asked;
 }
 
 Vm::RunState Vm::runState() const {

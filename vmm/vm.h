@@ -89,6 +89,13 @@ class Vm final : public VcpuHost {
   // Stops tracking (slots re-registered without the flag). Idempotent.
   absl::Status stopDirtyLog();
 
+  // Tells switches and peers where the guest's MACs are (after a migration): every NIC sends
+  // announcement frames and asks its guest to announce itself, now and again 50, 150, 300 and
+  // 500 ms later (as QEMU does by default), from a thread of its own, so that a switch port
+  // that came up after the first round (a migration target's tap) still learns them. Returns
+  // the first round's count of guests asked (their driver takes announcements).
+  absl::StatusOr<uint32_t> announceNics();
+
   // Takes `percent` (0-99) of the vCPUs' time away (migration's auto-converge): a thread
   // stops them for that share of every 20 ms while the VM runs. 0 ends throttling.
   void setThrottle(int percent);
@@ -141,6 +148,7 @@ class Vm final : public VcpuHost {
   RunState run_state_ ABSL_GUARDED_BY(mu_) = RunState::kCreated;
   std::optional<VmEnd> end_ ABSL_GUARDED_BY(mu_);
   std::jthread monitor_;
+  std::jthread announcer_;  // the repeated announcements after a migration
 
   absl::Mutex throttle_mu_;  // starting and stopping the throttle thread
   std::atomic<int> throttle_percent_{0};

@@ -412,8 +412,11 @@ TEST(MigrationWithDevicesTest, NicAnswersAfterMigratingTwice) {
     }
     source_tap = hop.tap;
     // The guest acknowledges the announcement on its control queue, then goes on answering.
-    auto announced = current->waitForSerial("net announce garp=1 ack=ok", absl::Seconds(30));
-    EXPECT_TRUE(announced.ok()) << announced.status() << current->log();
+    // The target announces 5 times within 500 ms (a switch port that came up late still
+    // learns the MAC): the guest acknowledges each.
+    auto announced =
+        current->waitForSerialCount("net announce garp=1 ack=ok", 5, absl::Seconds(30));
+    EXPECT_TRUE(announced.ok()) << announced.status() << current->serial() << current->log();
     const int from = sequence;
     EXPECT_THAT(unanswered(socket->get(), ip, kEchoes, sequence), IsEmpty())
         << "probes from " << from << " on\n"
