@@ -321,10 +321,21 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
       end(v1::MIGRATION_PHASE_FAILED, std::string(got.message()));
       return;
     }
+    // The target VMM opens the VM's iSCSI LUNs with the generation the source runs, so that
+    // both may write until the switch-over (docs/storage.md "Fencing by generation"); a wrong
+    // one would fence the source or be refused, so an unreadable status fails the migration.
+    auto vm_status = store_.get<v1::VmStatus>(vmStatusKey(migration.vm()));
+    if (!vm_status.ok() || !*vm_status) {
+      end(v1::MIGRATION_PHASE_FAILED, vm_status.ok() ? std::string("the VM has no status")
+                                                     : fmt::format("reading the VM's status: {}",
+                                                                   vm_status.status().message()));
+      return;
+    }
     v1::PrepareIncomingRequest prepare;
     prepare.set_name(migration.vm());
     *prepare.mutable_spec() = (*vm)->value.spec();
     prepare.set_uid((*vm)->value.meta().uid());
+    prepare.set_generation((*vm_status)->value.generation());
     for (const v1::AgentNic& nic : on_source.nics()) {
       prepare.add_macs(nic.mac());
       v1::NetworkBinding* binding = prepare.add_networks();

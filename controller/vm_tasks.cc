@@ -27,6 +27,9 @@ void Reconciler::createOnHost(const VmView& vm, const HostView& host,
   *request.mutable_spec() = vm.record.spec();
   request.set_uid(vm.record.meta().uid());
   request.set_start(true);
+  // Its iSCSI volumes are opened with this generation: an HA restart (a newer generation)
+  // fences the copy a lost host may still run off the LUNs (docs/storage.md).
+  request.set_generation(vm.status.generation());
   for (const v1::NetworkBinding& network : networks) *request.add_networks() = network;
   const std::string address = host.status->agent_address();
   v1::AgentVm created;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "common/files.h"
 #include "common/process.h"
 #include "common/rpc/channel.h"
@@ -242,7 +243,7 @@ void VmManager::onExit(const std::shared_ptr<Entry>& entry) {
 absl::StatusOr<AgentVmRecord> VmManager::newRecord(
     std::string_view name, std::string_view uid, const flotilla::v1::VmSpec& spec,
     const google::protobuf::RepeatedPtrField<flotilla::v1::NetworkBinding>& networks,
-    const google::protobuf::RepeatedPtrField<std::string>& macs) {
+    const google::protobuf::RepeatedPtrField<std::string>& macs, uint64_t generation) {
   RETURN_IF_ERROR(validateVmSpec(name, spec));
   if (::access(spec.boot().kernel().c_str(), R_OK) != 0) {
     return absl::InvalidArgumentError(
@@ -255,10 +256,15 @@ absl::StatusOr<AgentVmRecord> VmManager::newRecord(
   vm.set_uid(uid.empty() ? std::string(name) : std::string(uid));
   *vm.mutable_spec() = spec;
   *record.mutable_networks() = networks;
+  record.set_generation(generation);
   for (int i = 0; i < spec.disks_size(); ++i) {
     const flotilla::v1::DiskSpec& disk = spec.disks(i);
     auto option = storage_.diskOption(disk.pool(), disk.volume());
     if (!option.ok()) return annotate(option.status(), fmt::format("VM '{}' disk {}", name, i));
+    // A shared iSCSI LUN is where two copies of a VM could meet (an HA restart while the old
+    // host still runs): its VMM takes the LUN's reservation for this generation
+    // (docs/storage.md "Fencing by generation"). Local files and DRBD devices are one host's.
+    if (absl::StartsWith(*option, "iscsi=")) *option += fmt::format(",generation={}", generation);
     flotilla::v1::AgentDisk* agent_disk = vm.add_disks();
     agent_disk->set_pool(disk.pool());
     agent_disk->set_volume(disk.volume());
@@ -316,14 +322,22 @@ absl::StatusOr<AgentVm> VmManager::createVm(const flotilla::v1::CreateVmRequest&
     absl::MutexLock lock(&mu_);
     auto it = vms_.find(request.name());
     if (it != vms_.end()) {
-      AgentVm existing = it->second->snapshot();
+      AgentVm existing;
+      uint64_t generation = 0;
+      {
+        absl::MutexLock entry_lock(&it->second->mu);
+        existing = it->second->record.vm();
+        generation = it->second->record.generation();
+      }
       if (!request.uid().empty() && existing.uid() == request.uid() &&
-          google::protobuf::util::MessageDifferencer::Equals(existing.spec(), request.spec())) {
+          google::protobuf::util::MessageDifferencer::Equals(existing.spec(), request.spec()) &&
+          generation == request.generation()) {
         return existing;
       }
       return absl::AlreadyExistsError(fmt::format(
-          "VM '{}' already exists on this host with another uid or spec: delete it first",
-          request.name()));
+          "VM '{}' already exists on this host with another uid, spec or generation (here {}, "
+          "asked for {}): delete it first",
+          request.name(), generation, request.generation()));
     }
     vms_[request.name()] = entry;  // reserves the name; op_mu keeps others out until done
   }
@@ -332,8 +346,8 @@ absl::StatusOr<AgentVm> VmManager::createVm(const flotilla::v1::CreateVmRequest&
     vms_.erase(request.name());
     return status;
   };
-  absl::StatusOr<AgentVmRecord> record =
-      newRecord(request.name(), request.uid(), request.spec(), request.networks(), {});
+  absl::StatusOr<AgentVmRecord> record = newRecord(request.name(), request.uid(), request.spec(),
+                                                   request.networks(), {}, request.generation());
   if (!record.ok()) return fail(record.status());
   setState(*record, VmState::VM_STATE_STOPPED, "created");
   if (absl::Status status = provision(*record); !status.ok()) return fail(status);

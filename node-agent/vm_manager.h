@@ -91,11 +91,12 @@ class VmManager {
   absl::StatusOr<std::shared_ptr<Entry>> lookup(std::string_view name);
   absl::Status reattach(const flotilla::v1::AgentVmRecord& record);
 
-  // Validates the request and fills a new record (NICs named and MACs chosen, disks resolved).
+  // Validates the request and fills a new record (NICs named and MACs chosen, disks resolved;
+  // iSCSI disks carry the VM's generation, which fences older copies off their LUNs).
   absl::StatusOr<flotilla::v1::AgentVmRecord> newRecord(
       std::string_view name, std::string_view uid, const flotilla::v1::VmSpec& spec,
       const google::protobuf::RepeatedPtrField<flotilla::v1::NetworkBinding>& networks,
-      const google::protobuf::RepeatedPtrField<std::string>& macs);
+      const google::protobuf::RepeatedPtrField<std::string>& macs, uint64_t generation);
   // Taps and ports, cgroup; undone on failure.
   absl::Status provision(const flotilla::v1::AgentVmRecord& record);
   void unprovision(const flotilla::v1::AgentVmRecord& record);

@@ -105,7 +105,8 @@ absl::StatusOr<flotilla::v1::PrepareIncomingResponse> VmManager::prepareIncoming
     return status;
   };
   absl::StatusOr<AgentVmRecord> record =
-      newRecord(request.name(), request.uid(), request.spec(), request.networks(), request.macs());
+      newRecord(request.name(), request.uid(), request.spec(), request.networks(), request.macs(),
+                request.generation());
   if (!record.ok()) return fail(record.status());
   std::string address;
   {

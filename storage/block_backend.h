@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -121,10 +122,17 @@ struct IscsiOptions {
   absl::Duration reconnect_timeout = absl::Seconds(30);
   // How long the first login may take before open fails.
   absl::Duration connect_timeout = absl::Seconds(5);
+  // The VM's generation (docs/storage.md "Fencing by generation"): every login registers it as
+  // a SCSI-3 persistent reservation key, preempts the keys of older generations and holds the
+  // LUN's reservation (Write Exclusive, Registrants Only). Opening a LUN a newer generation
+  // registered fails with FailedPrecondition; once a newer generation takes the LUN over,
+  // every request fails. Unset (and on read-only disks, which never write): no reservation.
+  std::optional<uint64_t> generation;
 };
 
-// Logs in to `url` (iscsi://HOST[:PORT]/IQN/LUN) and reads the LUN's capacity. Errors name the
-// URL and say what failed (unreachable portal, unknown target, no such LUN, login refused).
+// Logs in to `url` (iscsi://HOST[:PORT]/IQN/LUN), reads the LUN's capacity and, with a
+// generation, takes its reservation. Errors name the URL and say what failed (unreachable
+// portal, unknown target, no such LUN, login refused, a newer generation holds the LUN).
 absl::StatusOr<std::unique_ptr<BlockBackend>> openIscsi(const std::string& url,
                                                         const IscsiOptions& options);
 

@@ -30,6 +30,7 @@
 #include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
+#include "storage/iscsi_fencing.h"
 #include "storage/iscsi_internal.h"
 
 namespace flotilla::storage {
@@ -79,6 +80,10 @@ absl::StatusOr<std::unique_ptr<IscsiBackend>> IscsiBackend::open(const std::stri
   if (options.reconnect_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         fmt::format("opening {}: reconnect_timeout must not be negative", url));
+  }
+  if (options.generation) {
+    RETURN_IF_ERROR(
+        annotate(fencingKey(*options.generation).status(), fmt::format("opening {}", url)));
   }
   // libiscsi parses URLs with a context (for its error message); this one is used for that
   // alone, on the caller's thread.
@@ -134,6 +139,11 @@ IscsiBackend::IscsiBackend(std::string url, std::string portal, std::string targ
       log_(Logger("storage").with("disk", url_)),
       error_limiter_(systemClock(), 10, absl::Minutes(1)),
       wakeup_(std::move(wakeup)),
+      // A read-only disk never writes: there is nothing to fence, and a read-only LUN may be
+      // shared by several VMs, whose generations say nothing about each other.
+      fencing_key_(options_.generation && !options_.read_only
+                       ? fencingKey(*options_.generation).value_or(0)
+                       : 0),
       backoff_(kFirstBackoff) {}
 
 IscsiBackend::~IscsiBackend() {
@@ -214,6 +224,7 @@ absl::Status IscsiBackend::runInternal(CommandKind kind) {
   (void)::write(wakeup_.get(), &one, sizeof(one));
   done.WaitForNotification();
   if (result == BlockResult::kOk) return absl::OkStatus();
+  if (fenced()) return absl::FailedPreconditionError(fence_message_);
   return absl::UnavailableError(fmt::format(
       "{} on iSCSI LUN {} failed: the target is unreachable or reported an error (see the log)",
       kind == CommandKind::kSync ? "SYNCHRONIZE CACHE" : "READ CAPACITY", url_));
@@ -321,7 +332,7 @@ void IscsiBackend::run() {
           // own failure, through its callback).
           failAttempt(absl::UnavailableError(
               fmt::format("iSCSI portal {} ({}) dropped the connection while {}: {}", portal_, url_,
-                          phaseVerb(static_cast<int>(phase_)), transportError(context_))));
+                          phaseVerb(), transportError(context_))));
         } else if (link_ == Link::kConnected && (rc < 0 || broken || suspect_)) {
           connectionLost(rc < 0 || broken ? transportError(context_)
                                           : std::string("a command failed in transport"));
@@ -334,8 +345,7 @@ void IscsiBackend::run() {
     if (link_ == Link::kConnecting && later >= attempt_deadline_) {
       failAttempt(absl::DeadlineExceededError(
           fmt::format("no answer from iSCSI portal {} within {} while {} ({})", portal_,
-                      absl::FormatDuration(options_.connect_timeout),
-                      phaseVerb(static_cast<int>(phase_)), url_)));
+                      absl::FormatDuration(options_.connect_timeout), phaseVerb(), url_)));
       attemptFailed();
     }
     if (link_ == Link::kIdle && later >= next_attempt_at_) {
@@ -362,6 +372,15 @@ void IscsiBackend::run() {
 }
 
 void IscsiBackend::connectionLost(const std::string& why) {
+  if (fenced()) {
+    // Nothing to reconnect for: this backend must not use the LUN again.
+    log_.info("the session with {} ended ({}); fenced, not reconnecting", portal_, why);
+    teardownContext();
+    suspect_ = false;
+    link_ = Link::kGaveUp;
+    failWaiting();
+    return;
+  }
   const absl::Duration now = systemClock().monotonicNow();
   log_.warn("lost the session with {}: {}; reconnecting (requests wait up to {})", portal_, why,
             absl::FormatDuration(options_.reconnect_timeout));
@@ -429,7 +448,7 @@ void IscsiBackend::accept(Incoming incoming) {
     }
     ops_.erase(op.self);
   };
-  if (shutting_down_ || outage_expired_) {
+  if (shutting_down_ || outage_expired_ || fenced()) {
     finishNow(BlockResult::kIoError);
     return;
   }
@@ -610,6 +629,30 @@ void IscsiBackend::commandDone(Command& command, int status, scsi_task* task) {
     finishCommand(command, BlockResult::kOk);
     return;
   }
+  // RESERVATION CONFLICT is final, never retried: another initiator holds the LUN. With a
+  // generation, so is the UNIT ATTENTION saying this session's registration was removed (the
+  // first command after a newer generation's PREEMPT gets it): it is the takeover itself,
+  // seen before any conflict (and also by a command that would not conflict, a read).
+  const bool registration_removed = fencing_key_ != 0 && status == SCSI_STATUS_CHECK_CONDITION &&
+                                    owned != nullptr &&
+                                    owned->sense.key == SCSI_SENSE_UNIT_ATTENTION &&
+                                    (owned->sense.ascq == kAscqRegistrationsPreempted ||
+                                     owned->sense.ascq == kAscqReservationsPreempted);
+  if (status == SCSI_STATUS_RESERVATION_CONFLICT || registration_removed) {
+    const std::string seen = registration_removed
+                                 ? fmt::format("UNIT ATTENTION {}", senseText(owned.get()))
+                                 : std::string("RESERVATION CONFLICT");
+    if (fencing_key_ != 0) {
+      markFenced(fmt::format("a command at LBA {} got {}", command.lba, seen));
+    } else {
+      log_.limited(error_limiter_, LogLevel::kError,
+                   "SCSI command at LBA {} ({} blocks) failed with {}: another initiator holds a "
+                   "persistent reservation of the LUN; not retried",
+                   command.lba, command.blocks, seen);
+    }
+    finishCommand(command, BlockResult::kIoError);
+    return;
+  }
   const bool retryable = status == SCSI_STATUS_BUSY || status == SCSI_STATUS_TASK_SET_FULL ||
                          (status == SCSI_STATUS_CHECK_CONDITION && owned != nullptr &&
                           owned->sense.key == SCSI_SENSE_UNIT_ATTENTION);
@@ -638,6 +681,24 @@ void IscsiBackend::commandDone(Command& command, int status, scsi_task* task) {
   finishCommand(command, BlockResult::kIoError);
 }
 
+void IscsiBackend::markFenced(const std::string& why) {
+  if (fenced()) return;
+  fence_message_ = fmt::format(
+      "fenced: LUN {} was taken over by a newer generation (this VMM's is {}); it must not "
+      "write there again",
+      url_, *options_.generation);
+  fenced_.store(true, std::memory_order_release);
+  outage_start_.reset();
+  log_.error("{} ({}); every request fails from now on", fence_message_, why);
+  failWaiting();
+}
+
+void IscsiBackend::failWaiting() {
+  std::vector<Command*> waiting(ready_.begin(), ready_.end());
+  ready_.clear();
+  for (Command* command : waiting) finishCommand(*command, BlockResult::kIoError);
+}
+
 void IscsiBackend::finishCommand(Command& command, BlockResult result) {
   Op& op = *command.op;  // `command` is gone once the op is
   if (result != BlockResult::kOk && op.result == BlockResult::kOk) op.result = result;
@@ -663,9 +724,7 @@ void IscsiBackend::deliver() {
 }
 
 void IscsiBackend::shutdown() {
-  std::vector<Command*> waiting(ready_.begin(), ready_.end());
-  ready_.clear();
-  for (Command* command : waiting) finishCommand(*command, BlockResult::kIoError);
+  failWaiting();
   if (context_ != nullptr) teardownContext();
   deliver();
   if (!opened_.HasBeenNotified()) {

@@ -1,7 +1,9 @@
 // IscsiBackend: a virtual disk that is a LUN of an iSCSI target, reached through libiscsi's
 // asynchronous API on one service thread of the backend's own (SBC-3 READ(16), WRITE(16),
 // SYNCHRONIZE CACHE(16), UNMAP, WRITE SAME(16)). The backend reconnects by itself when the
-// target goes away and retries the requests in flight (see docs/storage.md).
+// target goes away and retries the requests in flight. Given a VM generation, every login
+// takes the LUN's SCSI-3 persistent reservation for it, and a newer generation's takeover
+// fences this backend off the LUN (see docs/storage.md, iscsi_fencing.h).
 #pragma once
 
 #include <atomic>
@@ -52,10 +54,13 @@ class IscsiBackend final : public BlockBackend {
 
   // How many times the session was re-established after a loss (for tests and metrics).
   uint64_t reconnectCount() const { return reconnects_.load(std::memory_order_acquire); }
+  // Whether a newer generation took the LUN over: every request fails from then on.
+  bool fenced() const { return fenced_.load(std::memory_order_acquire); }
 
  private:
-  // The stages of logging in to the LUN, in order. The ones after kCapacity run on the first
-  // login only (they decide the capabilities).
+  // The stages of logging in to the LUN, in order. The ones from kVpdPages to kSupportedOps
+  // run on the first login only (they decide the capabilities); the kFencing ones on every
+  // login of a backend with a generation (iscsi_fencing.h).
   enum class Phase {
     kTcp,
     kLogin,
@@ -65,6 +70,12 @@ class IscsiBackend final : public BlockBackend {
     kBlockLimits,
     kProvisioning,
     kSupportedOps,
+    kFencingReadKeys,     // refuse when a newer generation registered
+    kFencingRegister,     // REGISTER AND IGNORE EXISTING KEY with this generation's key
+    kFencingCheckKeys,    // again, now registered: newer ones refuse, older ones are preempted
+    kFencingPreempt,      // PREEMPT one older key (repeated)
+    kFencingReservation,  // READ RESERVATION
+    kFencingReserve,      // RESERVE, Write Exclusive - Registrants Only
   };
   enum class Link { kIdle, kConnecting, kConnected, kGaveUp };
   enum class CommandKind { kRead, kWrite, kSync, kUnmap, kWriteSame, kReadCapacity };
@@ -86,7 +97,20 @@ class IscsiBackend final : public BlockBackend {
   void advanceLogin(int status, scsi_task* task);
   void failAttempt(absl::Status status);
   void attemptFailed();
+  void sendStep(scsi_task* next);  // the login stage's next command (nullptr: it failed)
+  void loginDone();
   void connected();
+  // Fencing (iscsi_login.cc): the kFencing phases, each answer decided in fencingStep().
+  void startFencing();
+  void fencingStep(int status, scsi_task* task);
+  void restartFencing(const std::string& why);
+  void sendFencingOut(int action, uint64_t service_action_key);
+  void sendReadKeys(Phase phase);
+  void preemptNext();
+  // A newer generation holds the LUN: every request fails from now on, nothing reconnects.
+  void markFenced(const std::string& why);
+  void failWaiting();
+  const char* phaseVerb() const;
   void connectionLost(const std::string& why);
   void teardownContext();
   void expireOutage();
@@ -123,6 +147,8 @@ class IscsiBackend final : public BlockBackend {
   std::atomic<bool> discard_{false};
   std::atomic<bool> write_zeroes_{false};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<bool> fenced_{false};
+  std::string fence_message_;  // written before fenced_ is set, then never again
   std::atomic<BlockCompletionSink*> sink_{nullptr};
   InflightCounter inflight_;
   absl::Notification opened_;
@@ -147,6 +173,9 @@ class IscsiBackend final : public BlockBackend {
   uint32_t max_unmap_blocks_ = 0;                // 0: no limit reported
   uint64_t max_write_same_blocks_ = 0;           // 0: no limit reported
   std::optional<absl::Status> attempt_failure_;  // set by a callback, handled after service
+  uint64_t fencing_key_ = 0;                     // 0: no generation (or read-only): no fencing
+  int fencing_rounds_ = 0;                       // of the kFencing phases, in this attempt
+  std::vector<uint64_t> to_preempt_;             // older keys still to preempt, in this round
   bool suspect_ = false;                         // a command saw the transport fail: reconnect
   bool tearing_down_ = false;                    // inside iscsi_destroy_context
   bool shutting_down_ = false;

@@ -34,6 +34,19 @@ constexpr int kMaxRetries = 8;
 // target reports no limit, so that one command never holds the session for long).
 constexpr uint64_t kMaxCommandBytes = 32ull << 20;
 constexpr int kWriteSame16Opcode = 0x93;
+// The UNIT ATTENTIONs that say this session's registration was removed (libiscsi reports
+// ASC << 8 | ASCQ): SPC-3 reports a PREEMPT to the preempted sessions as REGISTRATIONS
+// PREEMPTED (2A/05) and a CLEAR as RESERVATIONS PREEMPTED (2A/03); tgt (spc.c,
+// spc_pr_preempt) reports both as 2A/03, only to the sessions whose registration it removed.
+constexpr int kAscqReservationsPreempted = 0x2a03;
+constexpr int kAscqRegistrationsPreempted = 0x2a05;
+// READ KEYS' allocation length: its 8-byte header and up to 8190 keys (one per registered
+// session; each reconnect registers a new one).
+constexpr uint16_t kReadKeysBytes = 8 + 8 * 8190;
+constexpr uint16_t kReadReservationBytes = 24;
+// How often one login starts the fencing phases over after another opener changed the LUN's
+// registrations under it (a race between two openers is settled in a round or two).
+constexpr int kMaxFencingRounds = 8;
 
 struct TaskDeleter {
   void operator()(scsi_task* task) const {
@@ -83,23 +96,23 @@ inline std::string transportError(iscsi_context* context) {
 }
 
 inline std::string senseText(const scsi_task* task) {
-  return fmt::format("{} ({})", scsi_sense_key_str(task->sense.key),
-                     scsi_sense_ascq_str(task->sense.ascq));
+  const char* ascq = scsi_sense_ascq_str(task->sense.ascq);
+  if (ascq == nullptr) {  // libiscsi names only some codes
+    return fmt::format("{} (ASC/ASCQ {:#06x})", scsi_sense_key_str(task->sense.key),
+                       task->sense.ascq);
+  }
+  return fmt::format("{} ({})", scsi_sense_key_str(task->sense.key), ascq);
 }
 
-inline const char* phaseVerb(int phase) {
-  switch (phase) {
-    case 0:
-      return "connecting";
-    case 1:
-      return "logging in";
-    case 2:
-      return "waiting for the LUN to be ready";
-    case 3:
-      return "reading the LUN's capacity";
-    default:
-      return "reading the LUN's properties";
+// What a command's answer was, for errors: the sense data of a CHECK CONDITION, the status
+// otherwise, libiscsi's error when the command never got an answer.
+inline std::string answerText(iscsi_context* context, int status, const scsi_task* task) {
+  if (status == SCSI_STATUS_CHECK_CONDITION && task != nullptr) return senseText(task);
+  if (status == SCSI_STATUS_ERROR || status == SCSI_STATUS_CANCELLED ||
+      status == SCSI_STATUS_TIMEOUT) {
+    return contextError(context);
   }
+  return fmt::format("SCSI status {:#x}", status);
 }
 
 }  // namespace flotilla::storage

@@ -6,6 +6,7 @@
 #include "absl/strings/str_split.h"
 #include "fmt/format.h"
 #include "network/mac_address.h"
+#include "storage/iscsi_fencing.h"
 
 namespace flotilla::vmm {
 namespace {
@@ -42,6 +43,7 @@ std::string DiskConfig::toOption() const {
   std::string text = path.empty() ? fmt::format("iscsi={}", iscsi) : fmt::format("path={}", path);
   if (read_only) text += ",readonly";
   if (!serial.empty()) text += fmt::format(",serial={}", serial);
+  if (generation) text += fmt::format(",generation={}", *generation);
   return text;
 }
 
@@ -57,7 +59,7 @@ absl::StatusOr<DiskConfig> parseDiskOption(std::string_view text) {
   auto bad = [&](std::string why) {
     return absl::InvalidArgumentError(fmt::format(
         "--disk {}: {}; expected path=FILE or iscsi=iscsi://HOST[:PORT]/IQN/LUN, then optionally "
-        ",readonly and ,serial=S",
+        ",readonly, ,serial=S and (iSCSI) ,generation=N",
         text, why));
   };
   for (const Pair& pair : splitOption(text)) {
@@ -72,6 +74,19 @@ absl::StatusOr<DiskConfig> parseDiskOption(std::string_view text) {
     } else if (pair.key == "serial" && !pair.bare) {
       if (pair.value.size() > 20) return bad("a serial has at most 20 characters");
       disk.serial = pair.value;
+    } else if (pair.key == "generation" && !pair.bare) {
+      uint64_t generation = 0;
+      auto [end, error] =
+          std::from_chars(pair.value.data(), pair.value.data() + pair.value.size(), generation);
+      if (error != std::errc() || end != pair.value.data() + pair.value.size() ||
+          pair.value.empty()) {
+        return bad(fmt::format("generation={} is not a number", pair.value));
+      }
+      if (generation > storage::kMaxFencingGeneration) {
+        return bad(fmt::format("generation={} is too large (at most {})", pair.value,
+                               storage::kMaxFencingGeneration));
+      }
+      disk.generation = generation;
     } else {
       return bad(fmt::format("unknown setting '{}'", pair.key));
     }
@@ -79,6 +94,9 @@ absl::StatusOr<DiskConfig> parseDiskOption(std::string_view text) {
   if (disk.path.empty() == disk.iscsi.empty()) return bad("give exactly one of path= and iscsi=");
   if (!disk.iscsi.empty() && disk.iscsi.rfind("iscsi://", 0) != 0) {
     return bad("an iSCSI URL starts with iscsi://");
+  }
+  if (disk.generation && disk.iscsi.empty()) {
+    return bad("generation= applies to iscsi= disks only (it is a SCSI persistent reservation)");
   }
   return disk;
 }

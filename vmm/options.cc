@@ -58,14 +58,18 @@ absl::Status loadConfigFile(const std::string& path, Flags& values, VmmOptions& 
   for (ConfigNode disk : root.children("disks")) {
     std::string file, iscsi, disk_serial;
     bool read_only = false;
+    uint64_t generation = 0;
     disk.optional("path", file);
     disk.optional("iscsi", iscsi);
     disk.optional("readonly", read_only);
     disk.optional("serial", disk_serial);
+    const bool has_generation = disk.has("generation");
+    disk.optional("generation", generation);
     std::string text = !file.empty() ? "path=" + file : "";
     if (!iscsi.empty()) text += (text.empty() ? "iscsi=" : ",iscsi=") + iscsi;
     if (read_only) text += ",readonly";
     if (!disk_serial.empty()) text += ",serial=" + disk_serial;
+    if (has_generation) text += fmt::format(",generation={}", generation);
     disk_texts.emplace_back(disk, text);
   }
   for (ConfigNode net : root.children("nets")) {
@@ -130,7 +134,8 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
                  "serial console: stdout (default), file:PATH, socket:PATH or none");
   app.add_option("--disk", flags.disks,
                  "a virtio disk: path=FILE or iscsi=iscsi://HOST[:PORT]/IQN/LUN, then "
-                 "[,readonly][,serial=S]; repeat for more disks");
+                 "[,readonly][,serial=S][,generation=N] (N: the VM's generation, which fences "
+                 "older copies of the VM off an iSCSI LUN); repeat for more disks");
   app.add_option("--net", flags.nets,
                  "a virtio NIC: tap=NAME or fd=N, then [,mac=MAC][,offload=off]; repeat for "
                  "more NICs");

@@ -99,6 +99,7 @@ absl::StatusOr<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmCon
     } else {
       storage::IscsiOptions options;
       options.read_only = disk.read_only;
+      options.generation = disk.generation;
       backend = storage::openIscsi(disk.iscsi, options);
     }
     if (!backend.ok()) return deviceError(backend.status(), id);

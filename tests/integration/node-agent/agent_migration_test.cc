@@ -2,7 +2,8 @@
 // integration bridges are joined by VXLAN over their underlay (each host's OVS, br-phy
 // pattern), a storage host (tgtd on the cluster network) serving the VM's disk as an iSCSI
 // LUN, and a client on VLAN "blue" of host A probing the VM with UDP echo every millisecond
-// while it moves from A to B. Reports the longest gap between echoes and the probes lost.
+// while it moves from A to B. Reports the longest gap between echoes and the probes lost. The
+// VM runs as generation 3 (as after HA restarts): both VMMs hold the LUN's reservation for it.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -153,6 +154,7 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
   create.set_name("vm1");
   create.set_uid("uid-vm1");
   create.set_start(true);
+  create.set_generation(3);
   flotilla::v1::VmSpec& spec = *create.mutable_spec();
   spec.set_vcpus(1);
   spec.set_memory_bytes(uint64_t{128} << 20);
@@ -176,6 +178,7 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     ASSERT_TRUE(created.ok()) << created.error_message() << a.agentLog();
   }
   EXPECT_THAT(vm.disks(0).disk_option(), HasSubstr("iscsi://" + (*tgtd)->portal()));
+  EXPECT_THAT(vm.disks(0).disk_option(), HasSubstr(",generation=3"));
 
   // The client on host A's VLAN 100.
   auto client_ns = NetNamespace::create("agmc");
@@ -212,6 +215,7 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     *prepare.mutable_spec() = spec;
     *prepare.mutable_networks() = create.networks();
     prepare.add_macs(vm.nics(0).mac());
+    prepare.set_generation(3);  // the source's: an older one would be refused by the LUN
     grpc::Status prepared = b.api().PrepareIncoming(&context, prepare, &incoming);
     ASSERT_TRUE(prepared.ok()) << prepared.error_message() << b.agentLog();
   }

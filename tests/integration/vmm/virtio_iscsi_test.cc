@@ -1,8 +1,13 @@
 // flotilla-vmm's virtio-blk on an iSCSI LUN served by a tgtd the test starts: the guest's blk
 // workload passes on it, and keeps writing and verifying without an error while tgtd is
-// stopped and started again under its I/O (the backend reconnects and retries).
+// stopped and started again under its I/O (the backend reconnects and retries); and fencing by
+// generation: a VM restarted as generation + 1 on another VMM makes the first VMM's guest I/O
+// fail, and a VMM of the old generation is refused at start.
 
 #include <string>
+#include <vector>
+
+#include "fmt/format.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -74,6 +79,56 @@ TEST(VirtioIscsiTest, GuestSeesNoErrorWhenTheTargetRestartsDuringIo) {
   EXPECT_THAT((*vmm)->log(), HasSubstr("lost the session"));
   EXPECT_THAT((*vmm)->log(), HasSubstr("reconnected after"));
   ASSERT_TRUE((*vmm)->process().terminate(absl::Seconds(10)).ok());
+}
+
+TEST(VirtioIscsiTest, ANewerGenerationOfTheVmFencesTheOlderVmmsGuest) {
+  TempDir dir;
+  auto tgt = TgtTarget::start(makeDisk(dir, "lun.img", uint64_t{32} << 20));
+  ASSERT_TRUE(tgt.ok()) << tgt.status();
+  const std::vector<std::string> workload = {
+      "--kernel", kGuest, "--memory", "256M", "--cmdline", "workload=blk blk.mib=4 blk.loop=1"};
+  auto withDisk = [&](uint64_t generation) {
+    std::vector<std::string> args = workload;
+    args.push_back("--disk");
+    args.push_back(fmt::format("iscsi={},generation={}", (*tgt)->url(), generation));
+    return args;
+  };
+  // Generation 1 runs and writes on its host.
+  auto old_vmm = VmmProcess::start(kVmm, withDisk(1), dir, "gen1");
+  ASSERT_TRUE(old_vmm.ok()) << old_vmm.status();
+  ASSERT_TRUE((*old_vmm)->waitForSerialCount("blk loop round=", 1, absl::Minutes(2)).ok())
+      << (*old_vmm)->serial() << (*old_vmm)->log();
+
+  // Its host is cut off; the VM is restarted elsewhere as generation 2 while it still runs.
+  auto new_vmm = VmmProcess::start(kVmm, withDisk(2), dir, "gen2");
+  ASSERT_TRUE(new_vmm.ok()) << new_vmm.status();
+
+  // The first VMM's guest gets an I/O error on its next request (a read or a write, where
+  // its loop is) and stops: its blk workload fails on any error.
+  auto old_exit = (*old_vmm)->wait(absl::Minutes(2));
+  ASSERT_TRUE(old_exit.ok()) << old_exit.status() << (*old_vmm)->log();
+  EXPECT_NE(old_exit->code, 1) << (*old_vmm)->serial();
+  EXPECT_THAT((*old_vmm)->serial(), HasSubstr("flotilla-guest: error blk"));
+  EXPECT_THAT((*old_vmm)->log(),
+              HasSubstr("fenced: LUN " + (*tgt)->url() + " was taken over by a newer generation"));
+
+  // The new one keeps writing and verifying.
+  auto rounds = (*new_vmm)->waitForSerialCount("blk loop round=", 1, absl::Minutes(2));
+  ASSERT_TRUE(rounds.ok()) << rounds.status() << (*new_vmm)->log();
+  EXPECT_THAT(*rounds, Not(HasSubstr("error")));
+
+  // A VMM of the old generation started again (its agent restarted it) does not start.
+  auto stale_vmm = VmmProcess::start(kVmm, withDisk(1), dir, "gen1-again");
+  ASSERT_TRUE(stale_vmm.ok()) << stale_vmm.status();
+  auto stale_exit = (*stale_vmm)->wait(absl::Minutes(1));
+  ASSERT_TRUE(stale_exit.ok()) << stale_exit.status() << (*stale_vmm)->log();
+  EXPECT_NE(stale_exit->code, 0);
+  EXPECT_THAT((*stale_vmm)->log(),
+              HasSubstr("this VM was restarted elsewhere as generation 2; this copy must not run"));
+  EXPECT_THAT((*stale_vmm)->serial(), Not(HasSubstr("blk loop round=")));
+
+  EXPECT_THAT((*new_vmm)->serial(), Not(HasSubstr("error")));
+  ASSERT_TRUE((*new_vmm)->process().terminate(absl::Seconds(10)).ok());
 }
 
 }  // namespace
