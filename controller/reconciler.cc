@@ -302,7 +302,7 @@ void Reconciler::reconcileHa(const ClusterView& view) {
     if (vm.record.spec().ha() && vm.record.want_running() && !vm.record.deleting()) {
       status.set_host("");
       status.set_state(v1::VM_STATE_PENDING);
-      status.set_generation(status.generation() + 1);
+      status.set_generation(nextGeneration(status.generation(), absl::ToUnixSeconds(absl::Now())));
       status.set_restarts(status.restarts() + 1);
       reason = "HaRestart";
       message = fmt::format("host {} is lost: restarting HA vm {} elsewhere (generation {})", lost,

@@ -428,6 +428,7 @@ grpc::Status ClusterServiceImpl::CreateVm(grpc::ServerContext*,
   v1::VmStatus status;
   status.set_state(v1::VM_STATE_PENDING);
   status.set_state_since_unix_ms(nowMs());
+  status.set_generation(nextGeneration(0, absl::ToUnixSeconds(absl::Now())));
   status.set_message(request->start() ? "waiting for the scheduler" : "created, not started");
   txn.thenPut(vmKey(name), encodeValue(record));
   txn.thenPut(vmStatusKey(name), encodeValue(status));

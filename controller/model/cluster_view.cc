@@ -1,5 +1,7 @@
 #include "controller/model/cluster_view.h"
 
+#include <algorithm>
+
 namespace flotilla::controller {
 
 bool HostView::ready() const {
@@ -28,6 +30,10 @@ const v1::MigrationRecord* ClusterView::activeMigration(const std::string& vm) c
     if (migration.vm() == vm && migrationActive(migration.phase())) return &migration;
   }
   return nullptr;
+}
+
+uint64_t nextGeneration(uint64_t previous, int64_t now_unix_seconds) {
+  return std::max(previous + 1, static_cast<uint64_t>(std::max<int64_t>(now_unix_seconds, 0)));
 }
 
 }  // namespace flotilla::controller

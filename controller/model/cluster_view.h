@@ -46,4 +46,11 @@ struct ClusterView {
 // Pending, Preparing, Transferring or Switching.
 bool migrationActive(v1::MigrationPhase phase);
 
+// The generation a VM gets when it is created or restarted by HA after `previous`: above it,
+// and at least the current Unix time in seconds. Generations fence a VM's iSCSI LUNs (docs/
+// storage.md "Fencing by generation"), and the LUN keeps the newest generation it saw even
+// after the VM is gone: a VM created later, with the same volume, must still come above it.
+// Unix seconds fit the 32 bits the reservation key holds until 2106.
+uint64_t nextGeneration(uint64_t previous, int64_t now_unix_seconds);
+
 }  // namespace flotilla::controller
