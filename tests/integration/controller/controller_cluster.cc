@@ -87,10 +87,10 @@ absl::Status ControllerCluster::startController(int replica) {
   const std::string config = fmt::format(
       "name: ctl-{}\nlisten: '{}'\nplaintext: true\netcd:\n  endpoints: ['{}']\n"
       "agents:\n  plaintext: true\nelection_ttl: {}s\nhost_fence_timeout: {}ms\n"
-      "resync_interval: 500ms\nlog:\n  level: debug\n",
+      "resync_interval: 500ms\nlog:\n  level: debug\n{}",
       replica + 1, listen_[static_cast<size_t>(replica)], fmt::join(endpoints, "', '"),
       absl::ToInt64Seconds(options_.election_ttl),
-      absl::ToInt64Milliseconds(options_.host_fence_timeout));
+      absl::ToInt64Milliseconds(options_.host_fence_timeout), options_.controller_config);
   RETURN_IF_ERROR(writeFileAtomically(config_path, config));
   const std::string log_path = dir_.file(fmt::format("ctl-{}.log", replica + 1));
   UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));

@@ -30,6 +30,7 @@ struct ControllerClusterOptions {
   absl::Duration fence_after = absl::Seconds(2);
   absl::Duration host_fence_timeout = absl::Seconds(2);
   absl::Duration election_ttl = absl::Seconds(2);
+  std::string controller_config{};  // more YAML appended to each replica's configuration
 };
 
 class ControllerCluster {
