@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "bench/machine.h"
 #include "bench/qmp.h"
 #include "bench/report.h"
 #include "bench/vmm_launch.h"
@@ -741,39 +742,12 @@ std::string cpuModel() {
   return "unknown";
 }
 
-// The first line `argv` prints, for the versions in the header.
-std::string versionOf(const std::vector<std::string>& argv) {
-  SystemCommandRunner runner;
-  auto out = runChecked(runner, argv);
-  if (!out.ok()) return "unknown";
-  return out->substr(0, out->find('\n'));
-}
-
 // Root, /dev/kvm, the tools the simulated host and the peers need, and the built programs.
 absl::Status checkMachine(const Programs& programs) {
-  RETURN_IF_ERROR(testing::requireRoot(
-      "agent_bench makes a simulated host: a network namespace, a bridge, OVS and cgroups"));
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    return errnoStatus(errno, "the VMs need read-write access to /dev/kvm");
-  }
-  const std::vector<std::pair<std::string, std::string>> tools = {
-      {"etcd", "etcd-server"},
-      {"ovs-vswitchd", "openvswitch-switch"},
-      {"ovsdb-server", "openvswitch-switch"},
-      {"ovs-vsctl", "openvswitch-common"},
-      {"ip", "iproute2"},
-      {"nsenter", "util-linux"},
-      {"ethtool", "ethtool"}};
-  for (const auto& [program, package] : tools) {
-    RETURN_IF_ERROR(testing::findProgram(program, package).status());
-  }
-  for (const std::string& file :
-       {programs.flotilla_vmm, programs.guest_elf, std::string(FLOTILLA_AGENT)}) {
-    if (::access(file.c_str(), R_OK) != 0) {
-      return errnoStatus(errno, fmt::format("{} (build it: deploy/build.sh)", file));
-    }
-  }
-  return absl::OkStatus();
+  return requireMachine(
+      "agent_bench makes a simulated host: a network namespace, a bridge, OVS and cgroups",
+      simulatedHostTools(),
+      {programs.flotilla_vmm, programs.guest_elf, std::string(FLOTILLA_AGENT)});
 }
 
 int fail(const absl::Status& status) {
@@ -822,8 +796,8 @@ int run(int argc, char** argv) {
       "report_interval {}, a one-member etcd on a bridge\n\n",
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()),
       ::sysconf(_SC_NPROCESSORS_ONLN), cpuModel(), system.release, system.machine, loadAverage(),
-      versionOf({programs.qemu, "--version"}), versionOf({"ovs-vswitchd", "--version"}),
-      versionOf({"etcd", "--version"}), absl::FormatDuration(kReportInterval));
+      programVersion({programs.qemu, "--version"}), programVersion({"ovs-vswitchd", "--version"}),
+      programVersion({"etcd", "--version"}), absl::FormatDuration(kReportInterval));
   (void)std::fflush(stdout);
 
   // Destroyed in reverse: the host (its VMMs, agent, OVS, namespace, cgroups), etcd, bridge.

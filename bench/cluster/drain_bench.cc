@@ -26,10 +26,10 @@
 #include "absl/time/clock.h"
 #include "bench/cluster/drain_probe.h"
 #include "bench/cluster/drain_steps.h"
+#include "bench/machine.h"
 #include "bench/probe/udp_prober.h"
 #include "bench/report.h"
 #include "common/clock.h"
-#include "common/command.h"
 #include "common/status.h"
 #include "controller/config.h"
 #include "fmt/format.h"
@@ -353,38 +353,13 @@ std::string loadAverage() {
   return fmt::format("{} {} {}", one, five, fifteen);
 }
 
-std::string versionOf(const std::vector<std::string>& argv) {
-  SystemCommandRunner runner;
-  auto out = runChecked(runner, argv);
-  if (!out.ok()) return "unknown";
-  return out->substr(0, out->find('\n'));
-}
-
 absl::Status checkMachine() {
-  RETURN_IF_ERROR(testing::requireRoot(
-      "drain_bench makes a cluster: network namespaces, a bridge, OVS, cgroups, tgtd"));
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    return errnoStatus(errno, "the VMs need read-write access to /dev/kvm");
-  }
-  const std::vector<std::pair<std::string, std::string>> tools = {
-      {"etcd", "etcd-server"},
-      {"ovs-vswitchd", "openvswitch-switch"},
-      {"ovsdb-server", "openvswitch-switch"},
-      {"ovs-vsctl", "openvswitch-common"},
-      {"tgtd", "tgt"},
-      {"tgtadm", "tgt"},
-      {"ip", "iproute2"},
-      {"nsenter", "util-linux"},
-      {"ethtool", "ethtool"}};
-  for (const auto& [program, package] : tools) {
-    RETURN_IF_ERROR(testing::findProgram(program, package).status());
-  }
-  for (const char* file : {FLOTILLA_CONTROLLER, FLOTILLA_AGENT, FLOTILLA_VMM, FLOTILLA_GUEST_ELF}) {
-    if (::access(file, R_OK) != 0) {
-      return errnoStatus(errno, fmt::format("{} (build it: deploy/build.sh)", file));
-    }
-  }
-  return absl::OkStatus();
+  std::vector<HostTool> tools = simulatedHostTools();
+  tools.push_back({"tgtd", "tgt"});
+  tools.push_back({"tgtadm", "tgt"});
+  return requireMachine(
+      "drain_bench makes a cluster: network namespaces, a bridge, OVS, cgroups, tgtd", tools,
+      {FLOTILLA_CONTROLLER, FLOTILLA_AGENT, FLOTILLA_VMM, FLOTILLA_GUEST_ELF});
 }
 
 int fail(const absl::Status& status, const ControllerCluster* cluster = nullptr) {
@@ -440,7 +415,7 @@ int run(int argc, char** argv) {
       "UDP echo\n\n",
       options.vms, absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()),
       cpus, system.release, system.machine, loadAverage(), kHosts, kControllers, cpu_overcommit,
-      kEtcdMembers, versionOf({"etcd", "--version"}), versionOf({"tgtd", "--version"}));
+      kEtcdMembers, programVersion({"etcd", "--version"}), programVersion({"tgtd", "--version"}));
   (void)std::fflush(stdout);
 
   fmt::print(stderr, "drain_bench: starting the cluster...\n");

@@ -15,28 +15,13 @@ namespace {
 using flotilla::v1::VmState;
 using ::testing::HasSubstr;
 using testing::SimClient;
+using testing::SimFixture;
 using testing::Stub;
 
 constexpr char kA[] = "sim-0001";
 constexpr char kB[] = "sim-0002";
 
-class SimAgentServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    SimulatorOptions options;
-    options.hosts = 3;
-    options.shapes = {HostShape{.cpus = 8, .memory_bytes = uint64_t{4} << 30}};
-    options.clock = &clock_;
-    auto sim = Simulator::start(options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    client_ = std::make_unique<SimClient>(sim_->address());
-  }
-
-  FakeClock clock_;
-  std::unique_ptr<Simulator> sim_;
-  std::unique_ptr<SimClient> client_;
-};
+using SimAgentServiceTest = SimFixture;
 
 TEST_F(SimAgentServiceTest, NamesItsHosts) {
   EXPECT_EQ(sim_->hostNames(), (std::vector<std::string>{"sim-0001", "sim-0002", "sim-0003"}));

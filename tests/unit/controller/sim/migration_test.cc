@@ -17,23 +17,18 @@ using flotilla::v1::MigrationEndRequest;
 using flotilla::v1::VmState;
 using ::testing::HasSubstr;
 using testing::SimClient;
+using testing::SimFixture;
 
 constexpr char kA[] = "sim-0001";
 constexpr char kB[] = "sim-0002";
 constexpr auto kSource = MigrationEndRequest::ROLE_SOURCE;
 constexpr auto kTarget = MigrationEndRequest::ROLE_TARGET;
 
-class SimMigrationTest : public ::testing::Test {
+class SimMigrationTest : public SimFixture {
  protected:
   void SetUp() override {
-    SimulatorOptions options;
-    options.hosts = 3;
-    options.shapes = {HostShape{.cpus = 8, .memory_bytes = uint64_t{4} << 30}};
-    options.clock = &clock_;
-    auto sim = Simulator::start(options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    client_ = std::make_unique<SimClient>(sim_->address());
+    SimFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(client_->createVm(kA, "web-1", 1024, true).ok());
   }
 
@@ -52,10 +47,6 @@ class SimMigrationTest : public ::testing::Test {
     EXPECT_TRUE(status.ok()) << status.status();
     return status.ok() ? status->phase() : "";
   }
-
-  FakeClock clock_;
-  std::unique_ptr<Simulator> sim_;
-  std::unique_ptr<SimClient> client_;
 };
 
 TEST_F(SimMigrationTest, FinishOnBothMovesTheVm) {

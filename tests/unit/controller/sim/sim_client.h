@@ -1,5 +1,6 @@
 // A test client of the simulator's AgentService: every call carries the x-flotilla-host
-// metadata naming its host, as the controller's calls do.
+// metadata naming its host, as the controller's calls do; and the fixture of the tests that
+// use it.
 #pragma once
 
 #include <memory>
@@ -9,10 +10,13 @@
 #include "absl/status/statusor.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/status.h"
+#include "common/testing/fake_clock.h"
 #include "controller/sim/agent_service.h"
+#include "controller/sim/simulator.h"
 #include "flotilla/v1/agent.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
 
 namespace flotilla::sim::testing {
 
@@ -119,6 +123,26 @@ class SimClient {
   }
 
   std::unique_ptr<Stub> stub_;
+};
+
+// A simulator of 3 hosts (sim-0001..3: 8 CPUs, 4 GiB) on a FakeClock, without etcd, and a
+// client of it.
+class SimFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SimulatorOptions options;
+    options.hosts = 3;
+    options.shapes = {HostShape{.cpus = 8, .memory_bytes = uint64_t{4} << 30}};
+    options.clock = &clock_;
+    auto sim = Simulator::start(options);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = std::move(*sim);
+    client_ = std::make_unique<SimClient>(sim_->address());
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<Simulator> sim_;
+  std::unique_ptr<SimClient> client_;
 };
 
 }  // namespace flotilla::sim::testing
