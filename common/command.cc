@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/clock.h"
+#include "common/sigpipe.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "fmt/format.h"
@@ -55,34 +56,11 @@ absl::Status setNonBlocking(int fd) {
   return absl::OkStatus();
 }
 
-// write() to a pipe whose reader may have gone, without SIGPIPE killing this process.
-// Writing to such a pipe fails with EPIPE and also raises SIGPIPE, whose default action
-// terminates the whole process. Ignoring SIGPIPE process-wide would change every other
-// thread's behaviour (and is the program's choice, not a library's), and send(MSG_NOSIGNAL)
-// does not work on pipes. So the signal is blocked in this thread for the write; the
-// SIGPIPE an EPIPE raises is directed at the writing thread, stays pending, and is consumed
-// with sigtimedwait before the old mask comes back (unless one was already pending, which
-// is not ours to swallow).
+// write() to a pipe whose reader may have gone, without SIGPIPE killing this process
+// (common/sigpipe.h says why a guard, not SIG_IGN or MSG_NOSIGNAL).
 ssize_t writeWithoutSigpipe(int fd, const char* data, size_t size) {
-  sigset_t sigpipe;
-  sigemptyset(&sigpipe);
-  sigaddset(&sigpipe, SIGPIPE);
-  sigset_t old_mask;
-  pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
-  sigset_t pending;
-  sigpending(&pending);
-  const bool already_pending = sigismember(&pending, SIGPIPE) == 1;
-
-  ssize_t written = ::write(fd, data, size);
-  const int write_error = errno;
-  if (written < 0 && write_error == EPIPE && !already_pending) {
-    const timespec no_wait{};
-    while (sigtimedwait(&sigpipe, nullptr, &no_wait) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  errno = write_error;
-  return written;
+  SigpipeGuard guard;
+  return ::write(fd, data, size);
 }
 
 // One running command: its pipes, what it has written so far, and the deadline.

@@ -27,6 +27,7 @@
 
 #include "absl/strings/match.h"
 #include "common/clock.h"
+#include "common/sigpipe.h"
 #include "common/status.h"
 #include "common/thread.h"
 #include "fmt/format.h"
@@ -187,6 +188,10 @@ void IscsiBackend::submit(std::span<BlockRequest> requests) {
 // then wakes only for the replies, one thread hop less per request (most of a request's
 // time at queue depth 1). Otherwise the requests go through the service thread.
 bool IscsiBackend::submitDirectly(std::span<BlockRequest> requests) {
+  // libiscsi writes to the socket with writev() on this (the caller's) thread: a target that
+  // has gone must fail the write, not kill the process (the service thread blocks SIGPIPE
+  // for its whole life; callers' threads are not ours to change for longer).
+  SigpipeGuard no_sigpipe;
   if (!service_mu_.TryLock()) return false;
   if (link_ != Link::kConnected || shutting_down_ || !ready_.empty()) {
     service_mu_.Unlock();
