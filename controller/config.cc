@@ -41,8 +41,12 @@ absl::Status validate(const ControllerConfig& config) {
         "agents.tls.ca, agents.tls.cert and agents.tls.key are required (or agents.plaintext: "
         "true, for tests only)");
   }
-  if (config.election_ttl < absl::Seconds(2)) {
-    problems.push_back("election_ttl must be at least 2s (etcd's lease granularity is 1s)");
+  if (config.election_ttl < absl::Seconds(1) ||
+      absl::Ceil(config.election_ttl, absl::Seconds(1)) != config.election_ttl) {
+    problems.push_back(
+        "election_ttl must be whole seconds, at least 1s (etcd's leases are in seconds; etcd "
+        "raises a TTL below 1.5 times its election timeout to that, so 1s takes an etcd "
+        "election timeout of at most 666ms)");
   }
   if (config.scheduler.strategy != "spread" && config.scheduler.strategy != "pack") {
     problems.push_back(

@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/etcd/election.h"
 #include "common/etcd/lease.h"
@@ -36,6 +37,7 @@ void LeaderLoop::leadOnce(std::stop_token stop) {
   // The campaign ends when this replica stops or its lease is lost.
   std::stop_source campaign;
   std::stop_callback forward(stop, [&] { campaign.request_stop(); });
+  std::jthread standby([this](std::stop_token standby_stop) { standBy(standby_stop); });
   std::jthread lease_watch([&](std::stop_token watch_stop) {
     while (!watch_stop.stop_requested()) {
       if (keep_alive->waitLost(absl::Milliseconds(200))) {
@@ -45,6 +47,8 @@ void LeaderLoop::leadOnce(std::stop_token stop) {
     }
   });
   auto leader = election.campaign(lease->id, config_.name, campaign.get_token());
+  standby.request_stop();
+  standby.join();
   if (!leader.ok()) {
     lease_watch.request_stop();
     lease_watch.join();
@@ -62,7 +66,7 @@ void LeaderLoop::leadOnce(std::stop_token stop) {
       .record(EventLog::make("controller", config_.name, v1::Event::SEVERITY_INFO, "Leading",
                              fmt::format("replica {} leads", config_.name)));
   {
-    Reconciler reconciler(config_, etcd_, agents_, *leader);
+    Reconciler reconciler(config_, etcd_, agents_, *leader, view_);
     std::jthread worker([&](std::stop_token worker_stop) { reconciler.run(worker_stop); });
     const absl::Duration doubt = config_.election_ttl * 2 / 3;  // one renewal missed
     std::string why;
@@ -88,6 +92,18 @@ void LeaderLoop::leadOnce(std::stop_token stop) {
   }
   keep_alive.reset();
   (void)etcd_.revokeLease(lease->id);
+}
+
+void LeaderLoop::standBy(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (absl::Status current = view_.refresh(absl::Now()); !current.ok()) {
+      log_.warn("standby: cannot read the cluster state: {}", current.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    // Short waits: the campaign's end must not wait for the next change.
+    (void)view_.next(absl::Milliseconds(100));
+  }
 }
 
 }  // namespace flotilla::controller

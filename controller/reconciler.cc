@@ -4,10 +4,8 @@
 #include <algorithm>
 
 #include "absl/time/clock.h"
-#include "common/etcd/watch.h"
 #include "common/status.h"
 #include "controller/rebalance_plan.h"
-#include "controller/store/view_cache.h"
 #include "fmt/format.h"
 
 namespace flotilla::controller {
@@ -68,11 +66,12 @@ SchedulerOptions schedulerOptions(const ControllerConfig& config) {
 }
 
 Reconciler::Reconciler(const ControllerConfig& config, etcd::EtcdClient& etcd, AgentClients& agents,
-                       const etcd::LeaderKey& leader)
+                       const etcd::LeaderKey& leader, WatchedView& view)
     : config_(config),
       etcd_(etcd),
       store_(etcd),
       agents_(agents),
+      view_(view),
       leader_(etcd, leader),
       events_(etcd, config.name),
       log_(Logger("reconciler")),
@@ -85,75 +84,30 @@ Reconciler::~Reconciler() {
 }
 
 void Reconciler::run(std::stop_token stop) {
-  // The view is read whole at the start, after a watch error and every few minutes (a safety
-  // net); in between, the watch that wakes the passes also keeps it current.
-  constexpr absl::Duration kReloadEvery = absl::Minutes(5);
-  ViewCache cache(store_);
-  std::unique_ptr<etcd::Watch> watch;
-  bool reload = true;
-  absl::Time reloaded = absl::InfinitePast();
-  // Applies a batch to the view; a batch it cannot apply asks for a reload.
-  auto apply = [&](const etcd::WatchBatch& batch) {
-    if (absl::Status applied = cache.apply(batch); !applied.ok()) {
-      log_.warn("{}: reading the whole cluster again", applied.message());
-      reload = true;
-    }
-  };
+  using Wait = WatchedView::Wait;
   while (!stop.stop_requested() && !lost_.load()) {
     const absl::Time pass_start = absl::Now();
-    if (reload || pass_start - reloaded > kReloadEvery) {
-      if (absl::Status read = cache.reload(); !read.ok()) {
-        log_.warn("cannot read the cluster state: {}", read.message());
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        continue;
-      }
-      reload = false;
-      reloaded = pass_start;
-    }
-    if (watch == nullptr) {
-      // Changes after this view wake the next pass and update the view; the watch resumes
-      // from its revision after an etcd member fails.
-      watch = std::make_unique<etcd::Watch>(
-          etcd_, etcd::WatchOptions{.key = std::string(kKeyPrefix),
-                                    .prefix = true,
-                                    .start_revision = cache.view().revision + 1,
-                                    .prev_kv = false});
+    if (absl::Status current = view_.refresh(pass_start); !current.ok()) {
+      log_.warn("cannot read the cluster state: {}", current.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
     }
     // Tasks that end from here on may have written what this view does not show yet.
     vm_tasks_.beginPass(pass_start);
     migration_tasks_.beginPass(pass_start);
-    pass(cache.view());
+    pass(view_.view());
     passes_.fetch_add(1);
     // Wait for a change (or the resync interval), then let a burst of changes settle. A pass
     // over a large cluster is followed by a pause as long as it took (up to a second), so that
     // passes take at most half of this replica's time and of etcd's for the writes they make.
     const absl::Time pass_end = absl::Now();
-    auto batch = watch->next(config_.resync_interval);
-    if (batch.ok()) {
-      apply(*batch);
-      const absl::Time settle = absl::Now() + absl::Milliseconds(20);
-      while (absl::Now() < settle) {
-        auto more = watch->next(absl::Milliseconds(5));
-        if (!more.ok()) break;
-        apply(*more);
-      }
-      const absl::Time paced = pass_end + std::min(pass_end - pass_start, absl::Seconds(1));
-      while (!stop.stop_requested() && absl::Now() < paced) {
-        auto more = watch->next(paced - absl::Now());
-        if (more.ok()) {
-          apply(*more);
-        } else if (!absl::IsDeadlineExceeded(more.status())) {
-          break;
-        }
-      }
-    } else if (!absl::IsDeadlineExceeded(batch.status())) {
-      // Compacted (OutOfRange) or failed: read everything again and watch from there.
-      if (!absl::IsOutOfRange(batch.status())) {
-        log_.warn("the watch failed ({}): reading the whole cluster again",
-                  batch.status().message());
-      }
-      watch.reset();
-      reload = true;
+    if (view_.next(config_.resync_interval) != Wait::kChanged) continue;
+    const absl::Time settle = absl::Now() + absl::Milliseconds(20);
+    while (absl::Now() < settle && view_.next(absl::Milliseconds(5)) == Wait::kChanged) {
+    }
+    const absl::Time paced = pass_end + std::min(pass_end - pass_start, absl::Seconds(1));
+    while (!stop.stop_requested() && absl::Now() < paced &&
+           view_.next(paced - absl::Now()) != Wait::kFailed) {
     }
   }
   vm_tasks_.stop();
@@ -432,7 +386,8 @@ void Reconciler::reconcileVms(const ClusterView& view) {
   for (const auto& [host_name, host] : view.hosts) {
     if (!host.ready()) continue;
     for (const v1::HostVm& reported : host.status->vms()) {
-      if (expected[host_name].contains(reported.name()) || vm_tasks_.busy(reported.name())) {
+      if (expected[host_name].contains(reported.name()) || vm_tasks_.busy(reported.name()) ||
+          removedSince(host, reported.name())) {
         continue;
       }
       auto vm = view.vms.find(reported.name());
@@ -463,6 +418,25 @@ void Reconciler::reconcileVms(const ClusterView& view) {
       });
     }
   }
+}
+
+void Reconciler::noteRemoved(const std::string& host, const std::string& vm) {
+  const int64_t now = nowMs();
+  absl::MutexLock lock(&removed_mu_);
+  // Forget removals whose host never reported again (it went away).
+  std::erase_if(removed_, [&](const auto& entry) { return now - entry.second > 60'000; });
+  removed_[host + "/" + vm] = now;
+}
+
+bool Reconciler::removedSince(const HostView& host, const std::string& vm) {
+  absl::MutexLock lock(&removed_mu_);
+  auto removed = removed_.find(host.name + "/" + vm);
+  if (removed == removed_.end()) return false;
+  if (host.status && host.status->updated_unix_ms() <= removed->second + kClockMarginMs) {
+    return true;
+  }
+  removed_.erase(removed);  // a newer report still lists it: remove it again
+  return false;
 }
 
 void Reconciler::scheduleVms(const ClusterView& view) {

@@ -1,9 +1,10 @@
 // Reconciler: what the elected leader runs (docs/controller.md "Reconcilers"). It is level
-// triggered: each pass reads the whole cluster at one revision (ClusterView) and moves every
-// object one step towards what was asked, then waits for the next change in etcd (or the
-// resync interval). Agent calls run on task pools, one task per VM or migration at a time,
-// so that a slow agent never holds up the pass. Every write is conditioned on this replica's
-// election key (LeaderWrite): once deposed, nothing it writes lands.
+// triggered: each pass works on the whole cluster at one revision (ClusterView, kept current
+// from an etcd watch by WatchedView) and moves every object one step towards what was asked,
+// then waits for the next change in etcd (or the resync interval). Agent calls run on task pools,
+// one task per VM or migration at a time, so that a slow agent never holds up the pass. Every write
+// is conditioned on this replica's election key (LeaderWrite): once deposed, nothing it writes
+// lands.
 //
 // Passes, in order: hosts (Ready → Unreachable → Fenced from the agents' lease-bound
 // reports), HA (the VMs of a fenced host), VM lifecycle (schedule, create, start, stop,
@@ -32,6 +33,7 @@
 #include "controller/scheduler/rebalancer.h"
 #include "controller/scheduler/scheduler.h"
 #include "controller/store/store.h"
+#include "controller/store/watched_view.h"
 #include "controller/task_pool.h"
 
 namespace flotilla::controller {
@@ -40,8 +42,10 @@ SchedulerOptions schedulerOptions(const ControllerConfig& config);
 
 class Reconciler {
  public:
+  // `view`: the replica's watched view (warm when it was kept while campaigning); used by
+  // run() alone until it returns.
   Reconciler(const ControllerConfig& config, etcd::EtcdClient& etcd, AgentClients& agents,
-             const etcd::LeaderKey& leader);
+             const etcd::LeaderKey& leader, WatchedView& view);
   ~Reconciler();
 
   // Runs passes until `stop` is requested or a write shows that leadership was lost.
@@ -84,11 +88,17 @@ class Reconciler {
   void event(std::string_view kind, std::string_view object, v1::Event::Severity severity,
              std::string_view reason, std::string message);
   const HostView* readyHost(const ClusterView& view, const std::string& name) const;
+  // A VM removed from a host (deleted, or an orphan) stays in that host's reports until its
+  // next one: noteRemoved() records when, and removedSince() tells that `host`'s report
+  // predates it, so the removal is not repeated on every pass until then.
+  void noteRemoved(const std::string& host, const std::string& vm);
+  bool removedSince(const HostView& host, const std::string& vm);
 
   const ControllerConfig& config_;
   etcd::EtcdClient& etcd_;
   Store store_;
   AgentClients& agents_;
+  WatchedView& view_;
   LeaderWrite leader_;
   EventLog events_;
   const Logger log_;
@@ -98,6 +108,8 @@ class Reconciler {
   absl::Time last_trim_ = absl::InfinitePast();
   TaskPool vm_tasks_;
   TaskPool migration_tasks_;
+  absl::Mutex removed_mu_;
+  std::map<std::string, int64_t> removed_ ABSL_GUARDED_BY(removed_mu_);  // host/vm → unix ms
 };
 
 }  // namespace flotilla::controller

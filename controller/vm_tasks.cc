@@ -117,6 +117,7 @@ void Reconciler::deleteVm(const VmView& vm, const HostView* host) {
       log_.with("vm", vm.name).warn("{} (retrying)", status.message());
       return;
     }
+    noteRemoved(host->name, vm.name);
   }
   etcd::Txn txn = leader_.txn();
   txn.thenDelete(vmKey(vm.name));
@@ -153,11 +154,15 @@ void Reconciler::removeOrphan(const std::string& vm, const HostView& host) {
                    [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
                      return stub.DeleteVm(&ctx, request, &response);
                    });
-  if (absl::IsNotFound(deleted)) return;  // gone already (the report was older)
+  if (absl::IsNotFound(deleted)) {
+    noteRemoved(host.name, vm);
+    return;  // gone already (the report was older)
+  }
   if (!deleted.ok()) {
     log_.with("vm", vm).warn("cannot remove it from host {}: {}", host.name, deleted.message());
     return;
   }
+  noteRemoved(host.name, vm);
   event(
       "vm", vm, v1::Event::SEVERITY_WARNING, "OrphanRemoved",
       fmt::format("host {} ran vm {}, which the cluster places {}: removed it there", host.name, vm,

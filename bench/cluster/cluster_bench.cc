@@ -169,6 +169,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--failover-rounds", options.failover_rounds, "leader kills")
       ->capture_default_str();
+  std::string election_ttl = absl::FormatDuration(options.election_ttl);
+  app.add_option("--election-ttl", election_ttl,
+                 "the replicas' election_ttl (whole seconds; 1s works with this bench's etcd "
+                 "timings)")
+      ->capture_default_str();
   app.add_option("--ha-vms", options.ha_vms, "HA VMs on the killed host")->capture_default_str();
   app.add_flag("--quick", options.quick,
                "a smoke run: 100 hosts, 1000 + 300 VMs, 1 failover round");
@@ -182,6 +187,12 @@ int run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error);
+  }
+  if (!absl::ParseDuration(election_ttl, &options.election_ttl) ||
+      options.election_ttl < absl::Seconds(1)) {
+    std::fprintf(stderr, "cluster_bench: --election-ttl %s: expected a duration of 1s or more\n",
+                 election_ttl.c_str());
+    return 2;
   }
   if (options.quick) {
     if (hosts->count() == 0) options.hosts = 100;

@@ -28,7 +28,8 @@ struct ClusterBenchOptions {
   std::string only;                 // "": every step; placement, failover or ha
   bool without_controller = false;  // the simulator and the etcd baseline only
   std::string controller_binary;
-  absl::Duration election_ttl = absl::Seconds(2);
+  // 1s: this bench's etcd runs with a 500 ms election timeout, so it grants 1 s leases.
+  absl::Duration election_ttl = absl::Seconds(1);
   absl::Duration host_lease_ttl = absl::Seconds(5);
   absl::Duration host_fence_timeout = absl::Seconds(5);
   // A wait fails when nothing changed for this long.

@@ -70,6 +70,30 @@ absl::Status waitRunning(VmStatusTracker& tracker, const std::vector<std::string
   return tracker.waitFor(done, stall, describe);
 }
 
+// "Leading" events the replicas recorded since `since_ms`.
+absl::StatusOr<int> countLeadingEvents(ControllerReplicas& controllers, int64_t since_ms) {
+  const int asker = survivor(controllers, -1);
+  if (asker < 0) return absl::FailedPreconditionError("no controller replica runs");
+  int count = 0;
+  for (int i = 0; i < controllers.size(); ++i) {
+    flotilla::v1::ListEventsRequest request;
+    request.set_object(controllers.name(i));
+    request.set_limit(1000);
+    flotilla::v1::ListEventsResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status status = controllers.client(asker).ListEvents(&context, request, &response);
+    if (!status.ok()) {
+      return absl::UnavailableError(
+          fmt::format("ListEvents of {}: {}", controllers.name(i), status.error_message()));
+    }
+    for (const flotilla::v1::Event& event : response.events()) {
+      if (event.reason() == "Leading" && event.unix_ms() >= since_ms) ++count;
+    }
+  }
+  return count;
+}
+
 }  // namespace
 
 absl::StatusOr<StepResult> runFailoverStep(BenchCluster& cluster,
@@ -77,6 +101,7 @@ absl::StatusOr<StepResult> runFailoverStep(BenchCluster& cluster,
   StepResult result;
   ControllerReplicas& controllers = *cluster.controllers;
   ASSIGN_OR_RETURN(std::string leader, startReplicas(controllers, 3));
+  int64_t first_kill_ms = 0;
   RETURN_IF_ERROR(waitForHosts(controllers.client(0), options.hosts, absl::Seconds(120)));
   std::vector<double> to_leader;
   std::vector<double> to_placed;
@@ -94,6 +119,7 @@ absl::StatusOr<StepResult> runFailoverStep(BenchCluster& cluster,
     const std::string vm =
         fmt::format("failover-{}-{}", round + 1, absl::ToUnixMillis(absl::Now()));
     const absl::Time killed = absl::Now();
+    if (round == 0) first_kill_ms = absl::ToUnixMillis(killed);
     RETURN_IF_ERROR(controllers.kill(victim));
     // A change made right after the kill: any replica accepts it; only a leader places it.
     RETURN_IF_ERROR(createVm(controllers.client(other), vm, benchVmSpec(round)));
@@ -143,6 +169,15 @@ absl::StatusOr<StepResult> runFailoverStep(BenchCluster& cluster,
       "creating a VM through a surviving replica at once, and restarting the killed one; the "
       "floor is the election lease, which a killed leader cannot give up",
       absl::FormatDuration(options.election_ttl), options.failover_rounds));
+  // A short election lease must not cost leaderships nobody killed: from the first kill on,
+  // every "Leading" event should follow a kill.
+  ASSIGN_OR_RETURN(int elections, countLeadingEvents(controllers, first_kill_ms));
+  result.notes.push_back(
+      fmt::format("failover: {} elections from the first kill on, {} kills: {}", elections,
+                  options.failover_rounds,
+                  elections > options.failover_rounds   ? "LEADERSHIP WAS ALSO LOST WITHOUT A KILL"
+                  : elections < options.failover_rounds ? "fewer than the kills (events trimmed?)"
+                                                        : "no leadership was lost otherwise"));
   return result;
 }
 

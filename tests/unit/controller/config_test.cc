@@ -49,10 +49,10 @@ TEST(ControllerConfigTest, ErrorsNameTheKeyAndTheFix) {
 TEST(ControllerConfigTest, CrossKeyChecks) {
   auto config = parseControllerConfig(
       "plaintext: true\netcd: {endpoints: [a:1]}\nagents: {plaintext: true}\n"
-      "election_ttl: 1s\nscheduler: {strategy: random}\nmigrations: {per_source: 0}\n",
+      "election_ttl: 1500ms\nscheduler: {strategy: random}\nmigrations: {per_source: 0}\n",
       "c.yaml");
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(config.status().message(), HasSubstr("election_ttl must be at least 2s"));
+  EXPECT_THAT(config.status().message(), HasSubstr("election_ttl must be whole seconds"));
   EXPECT_THAT(config.status().message(), HasSubstr("scheduler.strategy 'random'"));
   EXPECT_THAT(config.status().message(), HasSubstr("per_source"));
 }

@@ -1,8 +1,10 @@
 // ViewCache against a private etcd: after a random sequence of puts and deletes of every kind
 // the view holds (in transactions, as the controller writes them), the view kept current from
-// the watch equals a fresh Store::readView at the same revision; and a reload that overtakes
-// the watch is not undone by the older events still queued.
+// the watch equals a fresh Store::readView at the same revision; a reload that overtakes the
+// watch is not undone by the older events still queued; and a WatchedView (a standby
+// replica's) stays equal to a fresh read with no read of its own after the first.
 #include "controller/store/view_cache.h"
+#include "controller/store/watched_view.h"
 
 #include <random>
 
@@ -196,6 +198,26 @@ TEST_F(ViewCacheTest, OlderEventsDoNotUndoAReloadThatOvertookThem) {
   ASSERT_TRUE(read.ok()) << read.status();
   catchUp(cache, watch, read->revision);
   expectEqual(cache.view(), *read);
+}
+
+TEST_F(ViewCacheTest, AWatchedViewStaysCurrentWithoutReadingTheClusterAgain) {
+  WatchedView watched(*client_);
+  ASSERT_TRUE(watched.refresh(absl::Now()).ok());
+  std::mt19937 random(13);
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 25; ++i) randomChange(random);
+    auto read = store_->readView();
+    ASSERT_TRUE(read.ok()) << read.status();
+    while (watched.view().revision < read->revision) {
+      ASSERT_EQ(watched.next(absl::Seconds(10)), WatchedView::Wait::kChanged);
+    }
+    ASSERT_TRUE(watched.refresh(absl::Now()).ok());
+    expectEqual(watched.view(), *read);
+  }
+  EXPECT_EQ(watched.reloads(), 1U);
+  // Past kReloadEvery it reads the whole cluster again (the safety net).
+  ASSERT_TRUE(watched.refresh(absl::Now() + WatchedView::kReloadEvery + absl::Seconds(1)).ok());
+  EXPECT_EQ(watched.reloads(), 2U);
 }
 
 }  // namespace
