@@ -1,7 +1,8 @@
 // The reconciler's migrations: admission within the concurrency limits, then one driver per
 // migration that moves it through its persisted phases (DESIGN.md "Live migration"):
-//   PENDING → PREPARING (target agent: PrepareIncoming) → TRANSFERRING (source agent:
-//   StartMigration, then GetMigration until it ends) → SWITCHING → SUCCEEDED (Finish on both)
+//   PENDING → PREPARING (source agent: PrepareOutgoing; target agent: PrepareIncoming) →
+//   TRANSFERRING (source agent: StartMigration, then GetMigration until it ends) →
+//   SWITCHING → SUCCEEDED (Finish on both)
 // or FAILED/CANCELLED (Abort on both; the VM runs on at the source). Each phase is written
 // before the step it names, so that a new leader resumes every migration where it was: a
 // step that is repeated is harmless (Prepare again after an Abort of the target; Start only
@@ -234,6 +235,7 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
     next.set_bytes_sent(progress.bytes_sent());
     next.set_rounds(progress.round());
     next.set_downtime_ms(static_cast<double>(progress.downtime_us()) / 1000.0);
+    next.set_remaining_bytes(0);
     next.set_message(fmt::format("moved in {} ms, downtime {:.1f} ms",
                                  next.finished_unix_ms() - next.started_unix_ms(),
                                  next.downtime_ms()));
@@ -341,6 +343,18 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
       v1::NetworkBinding* binding = prepare.add_networks();
       binding->set_name(nic.network());
       binding->set_vlan(nic.vlan());
+    }
+    // The source first readies the VM's volumes for a second opener (DRBD: two primaries
+    // allowed until the migration ends; nothing for other pools). An agent older than this
+    // call has no DRBD pools, so UNIMPLEMENTED is nothing to do (a rolling upgrade).
+    v1::PrepareOutgoingResponse outgoing;
+    absl::Status readied =
+        callSource("PrepareOutgoing", [&](v1::AgentService::Stub& stub, grpc::ClientContext& ctx) {
+          return stub.PrepareOutgoing(&ctx, get, &outgoing);
+        });
+    if (!readied.ok() && !absl::IsUnimplemented(readied)) {
+      end(v1::MIGRATION_PHASE_FAILED, std::string(readied.message()));
+      return;
     }
     v1::PrepareIncomingResponse prepared;
     auto callPrepare = [&] {
@@ -470,6 +484,9 @@ void Reconciler::driveMigration(const std::string& name, std::stop_token stop) {
       v1::MigrationRecord next = migration;
       next.set_bytes_sent(progress.bytes_sent());
       next.set_rounds(progress.round());
+      next.set_remaining_bytes(progress.remaining_bytes());
+      next.set_dirty_rate_bytes(progress.dirty_rate_bytes());
+      next.set_bandwidth_bytes(progress.bandwidth_bytes());
       if (switching) next.set_phase(v1::MIGRATION_PHASE_SWITCHING);
       next.set_message(fmt::format("{}: round {}, {} MiB sent, {} MiB remaining", phase,
                                    progress.round(), progress.bytes_sent() >> 20,

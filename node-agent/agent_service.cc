@@ -52,7 +52,20 @@ grpc::Status AgentServiceImpl::CreateVolume(grpc::ServerContext* context,
   if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   auto found = pool(request->pool());
   if (!found.ok()) return toGrpcStatus(found.status());
-  auto info = (*found)->create(request->volume(), request->size_bytes());
+  absl::StatusOr<storage::VolumeInfo> info;
+  if (storage::DrbdPool* drbd = host_.drbdPool(request->pool()); drbd != nullptr) {
+    // The controller allocated the resource's minor and port (the same on both hosts).
+    info =
+        drbd->create(request->volume(), request->size_bytes(),
+                     storage::DrbdVolumePlacement{request->drbd().minor(), request->drbd().port()});
+  } else if (request->has_drbd()) {
+    return toGrpcStatus(absl::InvalidArgumentError(fmt::format(
+        "pool '{}' is not a DRBD pool on this host, but the request carries a DRBD placement; "
+        "check the pool's type in the controller and in this agent's configuration",
+        request->pool())));
+  } else {
+    info = (*found)->create(request->volume(), request->size_bytes());
+  }
   if (!info.ok()) return toGrpcStatus(info.status());
   *response = toVolume(request->pool(), *info);
   return grpc::Status::OK;
@@ -167,6 +180,13 @@ grpc::Status AgentServiceImpl::GetHost(grpc::ServerContext* context,
   if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
   *response = reporter_.current();
   return grpc::Status::OK;
+}
+
+grpc::Status AgentServiceImpl::PrepareOutgoing(grpc::ServerContext* context,
+                                               const flotilla::v1::AgentVmRequest* request,
+                                               flotilla::v1::PrepareOutgoingResponse*) {
+  if (grpc::Status wrong = checkHost(context); !wrong.ok()) return wrong;
+  return toGrpcStatus(vms_.prepareOutgoing(request->name()));
 }
 
 grpc::Status AgentServiceImpl::PrepareIncoming(grpc::ServerContext* context,

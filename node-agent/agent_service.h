@@ -47,6 +47,8 @@ class AgentServiceImpl final : public flotilla::v1::AgentService::Service {
                             flotilla::v1::DeleteVolumeResponse*) override;
   grpc::Status ListVolumes(grpc::ServerContext*, const flotilla::v1::ListVolumesRequest* request,
                            flotilla::v1::ListVolumesResponse* response) override;
+  grpc::Status PrepareOutgoing(grpc::ServerContext*, const flotilla::v1::AgentVmRequest* request,
+                               flotilla::v1::PrepareOutgoingResponse*) override;
   grpc::Status PrepareIncoming(grpc::ServerContext*,
                                const flotilla::v1::PrepareIncomingRequest* request,
                                flotilla::v1::PrepareIncomingResponse* response) override;

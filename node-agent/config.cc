@@ -94,6 +94,22 @@ absl::StatusOr<AgentConfig> parseAgentConfig(std::string_view text, std::string_
     int64_t instance = 0;
     node.optional("tgt_instance", instance);
     pool.tgt_instance = static_cast<int>(instance);
+    ConfigNode drbd = node.child("drbd");
+    ConfigNode drbd_node = drbd.child("node");
+    drbd_node.optional("address", pool.drbd.node.address);
+    int64_t node_id = -1;
+    drbd_node.optional("node_id", node_id);
+    pool.drbd.node.node_id = static_cast<int>(node_id);
+    ConfigNode drbd_peer = drbd.child("peer");
+    drbd_peer.optional("host", pool.drbd.peer.host);
+    drbd_peer.optional("address", pool.drbd.peer.address);
+    int64_t peer_id = -1;
+    drbd_peer.optional("node_id", peer_id);
+    pool.drbd.peer.node_id = static_cast<int>(peer_id);
+    drbd.optional("resource_dir", pool.drbd.resource_dir);
+    drbd.optional("drbdadm", pool.drbd.drbdadm);
+    drbd.optional("losetup", pool.drbd.losetup);
+    drbd.optional("dry_run", pool.drbd.dry_run);
     config.pools.push_back(std::move(pool));
   }
   ConfigNode log = root.child("log");
@@ -103,6 +119,12 @@ absl::StatusOr<AgentConfig> parseAgentConfig(std::string_view text, std::string_
 
   if (config.host.empty()) config.host = hostName();
   if (config.advertise.empty()) config.advertise = config.listen;
+  for (PoolConfig& pool : config.pools) {
+    pool.drbd.node.host = config.host;
+    if (pool.type == "drbd" && pool.drbd.resource_dir.empty()) {
+      pool.drbd.resource_dir = "/etc/flotilla/drbd/" + pool.name;
+    }
+  }
   RETURN_IF_ERROR(validateAgentConfig(config));
   return config;
 }
@@ -164,8 +186,36 @@ absl::Status validateAgentConfig(const AgentConfig& config) {
             "pool '{}': a managed iscsi pool needs path (the directory of the LUN files)",
             pool.name));
       }
+    } else if (pool.type == "drbd") {
+      const DrbdPoolConfig& drbd = pool.drbd;
+      if (pool.path.empty()) {
+        problems.push_back(fmt::format(
+            "pool '{}': drbd needs path (the directory of the volumes' backing files)", pool.name));
+      }
+      if (drbd.node.address.empty() || drbd.node.node_id < 0) {
+        problems.push_back(fmt::format(
+            "pool '{}': drbd needs node.address and node.node_id (this host's replication "
+            "address and DRBD node id, 0 to 31)",
+            pool.name));
+      }
+      if (drbd.peer.host.empty() || drbd.peer.address.empty() || drbd.peer.node_id < 0) {
+        problems.push_back(fmt::format(
+            "pool '{}': drbd needs peer.host, peer.address and peer.node_id (the other host of "
+            "the pool)",
+            pool.name));
+      }
+      if (drbd.peer.host == config.host) {
+        problems.push_back(fmt::format(
+            "pool '{}': drbd peer.host is this host ({}); the peer is the other host of the pool",
+            pool.name, config.host));
+      }
+      if (drbd.node.node_id >= 0 && drbd.node.node_id == drbd.peer.node_id) {
+        problems.push_back(fmt::format(
+            "pool '{}': drbd node.node_id and peer.node_id are both {}; give them different ids",
+            pool.name, drbd.node.node_id));
+      }
     } else {
-      problems.push_back(fmt::format("pool '{}': unknown type '{}' (expected dir or iscsi)",
+      problems.push_back(fmt::format("pool '{}': unknown type '{}' (expected dir, iscsi or drbd)",
                                      pool.name, pool.type));
     }
   }

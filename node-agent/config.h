@@ -23,16 +23,37 @@ struct EtcdConfig {
   TlsConfig tls_files;  // client side: ca + optional cert/key
 };
 
+// One node of a DRBD pool: a host's name, replication address and DRBD node id.
+struct DrbdNodeConfig {
+  std::string host;  // this host's: the agent's host name (not a key)
+  std::string address;
+  int node_id = -1;
+};
+
+// A DRBD pool: volumes replicated between this host and one peer (docs/storage.md "DRBD
+// pools"). The backing of the volumes are sparse files in the pool's `path`, attached as loop
+// devices.
+struct DrbdPoolConfig {
+  DrbdNodeConfig node;  // this host
+  DrbdNodeConfig peer;
+  std::string resource_dir;  // default: /etc/flotilla/drbd/POOL
+  std::string drbdadm = "drbdadm";
+  std::string losetup = "losetup";
+  bool dry_run = false;  // drbdadm -d: hosts without the drbd kernel module (tests only)
+};
+
 // A storage pool this host uses (docs/storage.md "Volume pools").
 struct PoolConfig {
   std::string name;
-  std::string type;  // dir, iscsi
-  std::string path;  // dir: the directory; iscsi with manage: the backing directory
+  std::string type;  // dir, iscsi, drbd
+  // dir: the directory; iscsi with manage: the backing directory; drbd: the backing files
+  std::string path;
   // iscsi
   std::string portal;      // HOST:PORT of the target
   std::string iqn_prefix;  // one target per volume: PREFIX:VOLUME
   bool manage = false;     // this host is the storage host: it runs tgtadm
   int tgt_instance = 0;    // tgtadm -C N
+  DrbdPoolConfig drbd;
 };
 
 struct OvsConfig {

@@ -8,6 +8,7 @@
 #include "fmt/format.h"
 #include "network/mac_address.h"
 #include "network/tap.h"
+#include "storage/drbd_pool.h"
 #include "storage/iscsi_pool.h"
 #include "storage/local_dir_pool.h"
 
@@ -56,6 +57,29 @@ absl::Status HostPlumbing::init() {
 absl::Status HostPlumbing::openPools() {
   for (const PoolConfig& config : config_.pools) {
     std::unique_ptr<storage::VolumePool> pool;
+    if (config.type == "drbd") {
+      storage::LoopFileBacking::Options backing_options;
+      backing_options.pool = config.name;
+      backing_options.directory = config.path;
+      backing_options.losetup = config.drbd.losetup;
+      ASSIGN_OR_RETURN(auto backing, storage::LoopFileBacking::open(runner_, backing_options));
+      storage::DrbdPoolOptions options;
+      options.name = config.name;
+      options.local = {config.drbd.node.host, config.drbd.node.address, config.drbd.node.node_id};
+      options.peer = {config.drbd.peer.host, config.drbd.peer.address, config.drbd.peer.node_id};
+      options.resource_dir = config.drbd.resource_dir;
+      options.drbdadm = config.drbd.drbdadm;
+      options.dry_run = config.drbd.dry_run;
+      ASSIGN_OR_RETURN(auto drbd, storage::DrbdPool::open(runner_, options, std::move(backing)));
+      // Loop devices and DRBD resources do not survive a reboot: attach and bring up what the
+      // resource files describe. A failure is one volume's; the agent starts anyway.
+      ASSIGN_OR_RETURN(storage::DrbdReconcileReport report, drbd->reconcile());
+      for (const std::string& failure : report.failed) {
+        log_.warn("pool {}: {}", config.name, failure);
+      }
+      pools_.add(std::move(drbd));
+      continue;
+    }
     if (config.type == "dir") {
       storage::LocalDirPoolOptions options;
       options.name = config.name;
@@ -83,7 +107,7 @@ absl::Status HostPlumbing::openPools() {
       options.iqn_prefix = config.iqn_prefix;
       ASSIGN_OR_RETURN(pool, storage::IscsiPoolClient::open(options));
     }
-    pools_[config.name] = std::move(pool);
+    pools_.add(std::move(pool));
   }
   return absl::OkStatus();
 }
@@ -145,21 +169,29 @@ absl::StatusOr<std::vector<std::string>> HostPlumbing::removeStalePorts(
 }
 
 storage::VolumePool* HostPlumbing::pool(std::string_view name) {
-  auto it = pools_.find(name);
-  return it == pools_.end() ? nullptr : it->second.get();
+  return pools_.pool(name);
+}
+
+storage::DrbdPool* HostPlumbing::drbdPool(std::string_view name) {
+  return pools_.drbdPool(name);
 }
 
 absl::StatusOr<std::string> HostPlumbing::diskOption(std::string_view pool_name,
                                                      std::string_view volume) {
-  storage::VolumePool* found = pool(pool_name);
-  if (found == nullptr) {
-    std::string known;
-    for (const auto& [name, ignored] : pools_) known += (known.empty() ? "" : ", ") + name;
-    return absl::NotFoundError(
-        fmt::format("pool '{}' is not configured on this host (its pools: {})", pool_name,
-                    known.empty() ? "none" : known));
-  }
-  return found->diskOption(volume);
+  return pools_.diskOption(pool_name, volume);
+}
+
+absl::Status HostPlumbing::activate(std::string_view pool_name, std::string_view volume) {
+  return pools_.activate(pool_name, volume);
+}
+
+absl::Status HostPlumbing::deactivate(std::string_view pool_name, std::string_view volume) {
+  return pools_.deactivate(pool_name, volume);
+}
+
+absl::Status HostPlumbing::shareForMigration(std::string_view pool_name, std::string_view volume,
+                                             bool shared) {
+  return pools_.shareForMigration(pool_name, volume, shared);
 }
 
 absl::Status HostPlumbing::create(std::string_view vm, uint32_t vcpus,
@@ -191,7 +223,7 @@ flotilla::v1::HostStatus HostPlumbing::describe() {
   for (const std::string& flag : inventory_.cpu_flags) inventory.add_cpu_flags(flag);
   for (const std::string& model : inventory_.runnableCpuModels()) inventory.add_cpu_models(model);
   inventory.set_memory_bytes(inventory_.memory_total_bytes);
-  for (const auto& [name, pool] : pools_) inventory.add_pools(name);
+  for (const std::string& name : pools_.names()) inventory.add_pools(name);
   flotilla::v1::HostLoad& load = *status.mutable_load();
   if (auto host_load = readHostLoad(); host_load.ok()) {
     load.set_memory_available_bytes(host_load->memory_available_bytes);

@@ -24,6 +24,7 @@
 #include "node-agent/host/cgroup.h"
 #include "node-agent/host/host_info.h"
 #include "node-agent/host_resources.h"
+#include "node-agent/pool_storage.h"
 #include "storage/pool.h"
 
 namespace flotilla::agent {
@@ -48,9 +49,15 @@ class HostPlumbing final : public VmNetwork, public VmStorage, public VmCgroups 
   absl::StatusOr<std::vector<std::string>> removeStalePorts(
       const std::vector<flotilla::v1::AgentVm>& vms);
 
-  // VmStorage
+  // VmStorage (PoolStorage's)
   absl::StatusOr<std::string> diskOption(std::string_view pool, std::string_view volume) override;
+  absl::Status activate(std::string_view pool, std::string_view volume) override;
+  absl::Status deactivate(std::string_view pool, std::string_view volume) override;
+  absl::Status shareForMigration(std::string_view pool, std::string_view volume,
+                                 bool shared) override;
   storage::VolumePool* pool(std::string_view name);
+  // Null when the pool is not a DRBD pool of this host.
+  storage::DrbdPool* drbdPool(std::string_view name);
 
   // VmCgroups
   absl::Status create(std::string_view vm, uint32_t vcpus, uint64_t memory_limit_bytes) override;
@@ -78,7 +85,7 @@ class HostPlumbing final : public VmNetwork, public VmStorage, public VmCgroups 
   SystemCommandRunner runner_;
   std::unique_ptr<CgroupManager> cgroup_manager_;
   std::optional<network::OvsSwitch> ovs_;
-  std::map<std::string, std::unique_ptr<storage::VolumePool>, std::less<>> pools_;
+  PoolStorage pools_;
   HostInventory inventory_;
   absl::Mutex load_mu_;
   std::optional<CpuTimes> last_cpu_times_ ABSL_GUARDED_BY(load_mu_);

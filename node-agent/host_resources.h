@@ -38,6 +38,24 @@ class VmStorage {
   // and the volume.
   virtual absl::StatusOr<std::string> diskOption(std::string_view pool,
                                                  std::string_view volume) = 0;
+
+  // Around a VMM's life on this host (docs/storage.md "DRBD pools"). Only DRBD volumes need
+  // them; for other pools they do nothing. Each is idempotent; errors name the pool, the
+  // volume and the host.
+  // Before a VMM opens the volume here (DRBD: this node becomes primary).
+  virtual absl::Status activate(std::string_view /*pool*/, std::string_view /*volume*/) {
+    return absl::OkStatus();
+  }
+  // After the VMM that had it open exited (DRBD: secondary).
+  virtual absl::Status deactivate(std::string_view /*pool*/, std::string_view /*volume*/) {
+    return absl::OkStatus();
+  }
+  // While a live migration moves the VM, a VMM on the other host may open the volume too
+  // (DRBD: allow-two-primaries yes; no again when the migration ended).
+  virtual absl::Status shareForMigration(std::string_view /*pool*/, std::string_view /*volume*/,
+                                         bool /*shared*/) {
+    return absl::OkStatus();
+  }
 };
 
 struct CgroupUsageSample {

@@ -29,6 +29,7 @@
 #include "grpcpp/security/credentials.h"
 #include "node-agent/host/host_info.h"
 #include "node-agent/names.h"
+#include "node-agent/vm_disks.h"
 #include "node-agent/vm_entry.h"
 #include "node-agent/vmm_command.h"
 
@@ -41,6 +42,19 @@ using flotilla::v1::VmState;
 namespace {
 
 constexpr uint32_t kMaxConsoleChunk = 1 << 20;
+
+// The final status the source VMM wrote at `path` before it exited, or `last` (what the agent
+// polled last) marked completed when there is none.
+flotilla::v1::MigrationStatus finalMigrationStatus(const std::string& path,
+                                                   flotilla::v1::MigrationStatus last) {
+  auto data = readFileToString(path, size_t{1} << 20, "the VMM's final migration status");
+  flotilla::v1::MigrationStatus final_status;
+  if (data.ok() && final_status.ParseFromString(*data) && final_status.phase() == "completed") {
+    return final_status;
+  }
+  last.set_phase("completed");
+  return last;
+}
 
 // Whether the pidfd says the process exited, waiting up to `timeout`.
 bool waitPidfd(int pidfd, absl::Duration timeout) {
@@ -112,6 +126,10 @@ VmManager::~VmManager() {
 
 std::string VmManager::vmDir(std::string_view name) const {
   return fmt::format("{}/vms/{}", options_.run_dir, name);
+}
+
+std::string VmManager::migrationStatusPath(std::string_view name) const {
+  return vmDir(name) + "/migration.status";
 }
 
 std::shared_ptr<VmManager::Entry> VmManager::find(std::string_view name) {
@@ -228,7 +246,8 @@ void VmManager::onExit(const std::shared_ptr<Entry>& entry) {
     setState(record, VmState::VM_STATE_STOPPED, entry->stop_reason);
   } else if (entry->migrating_out && known && status.success()) {
     setState(record, VmState::VM_STATE_STOPPED, "migrated away; FinishMigration removes it here");
-    entry->last_migration.set_phase("completed");
+    entry->last_migration =
+        finalMigrationStatus(migrationStatusPath(record.vm().name()), entry->last_migration);
   } else if (known && status.success()) {
     setState(record, VmState::VM_STATE_STOPPED, "the guest stopped");
   } else {
@@ -372,6 +391,24 @@ absl::StatusOr<AgentVm> VmManager::createVm(const flotilla::v1::CreateVmRequest&
 }
 
 absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::string_view token) {
+  AgentVm vm;
+  {
+    absl::MutexLock lock(&entry.mu);
+    if (entry.running()) return absl::OkStatus();
+    vm = entry.record.vm();
+  }
+  RETURN_IF_ERROR(runDiskEvent(
+      storage_, vm, incoming.empty() ? DiskEvent::kBeforeVmmStart : DiskEvent::kPrepareIncoming));
+  absl::Status started = spawnVmm(entry, incoming, token);
+  if (!started.ok()) {
+    absl::Status undone = runDiskEvent(
+        storage_, vm, incoming.empty() ? DiskEvent::kAfterVmmStopped : DiskEvent::kAbortTarget);
+    if (!undone.ok()) log_.with("vm", vm.name()).warn("{}", undone.message());
+  }
+  return started;
+}
+
+absl::Status VmManager::spawnVmm(Entry& entry, std::string_view incoming, std::string_view token) {
   AgentVmRecord record;
   {
     absl::MutexLock lock(&entry.mu);
@@ -394,6 +431,8 @@ absl::Status VmManager::launch(Entry& entry, std::string_view incoming, std::str
   command.log_path = record.log_path();
   command.incoming = std::string(incoming);
   command.migration_token = std::string(token);
+  command.migration_status_path = migrationStatusPath(vm.name());
+  ::unlink(command.migration_status_path.c_str());  // a previous migration's
   SpawnOptions spawn;
   // Its standard output and error go to its log too: a VMM that fails before its logging is
   // set up (a bad option) says why there.
@@ -559,6 +598,7 @@ absl::StatusOr<AgentVm> VmManager::stopVm(std::string_view name, absl::Duration 
   ASSIGN_OR_RETURN(std::shared_ptr<Entry> entry, lookup(name));
   absl::MutexLock op(&entry->op_mu);
   RETURN_IF_ERROR(annotate(stopLocked(*entry, grace), fmt::format("stopping VM '{}'", name)));
+  RETURN_IF_ERROR(runDiskEvent(storage_, entry->snapshot(), DiskEvent::kAfterVmmStopped));
   {
     absl::MutexLock lock(&entry->mu);
     entry->record.set_want_running(false);
@@ -578,6 +618,9 @@ absl::Status VmManager::deleteVm(std::string_view name) {
     absl::MutexLock lock(&entry->mu);
     record = entry->record;
   }
+  RETURN_IF_ERROR(
+      runDiskEvent(storage_, record.vm(),
+                   record.vm().incoming() ? DiskEvent::kAbortTarget : DiskEvent::kAfterVmmStopped));
   RETURN_IF_ERROR(forget(record));
   log_.with("vm", name).info("deleted");
   return absl::OkStatus();
@@ -612,8 +655,15 @@ absl::StatusOr<flotilla::v1::ConsoleLogResponse> VmManager::consoleLog(
   }
   flotilla::v1::ConsoleLogResponse response;
   response.set_next_offset(request.offset());
-  std::ifstream file(path, std::ios::binary);
+  std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file) return response;  // nothing written yet
+  const auto size = static_cast<uint64_t>(std::max<std::streamoff>(file.tellg(), 0));
+  if (request.offset() > size) {
+    // The log is shorter than the reader has seen: it started over (the VM was created here
+    // anew). A next_offset below the offset asked for tells the reader.
+    response.set_next_offset(size);
+    return response;
+  }
   const uint32_t max =
       request.max_bytes() == 0 ? 65536 : std::min(request.max_bytes(), kMaxConsoleChunk);
   file.seekg(static_cast<std::streamoff>(request.offset()));

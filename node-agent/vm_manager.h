@@ -63,7 +63,10 @@ class VmManager {
   absl::StatusOr<flotilla::v1::ConsoleLogResponse> consoleLog(
       const flotilla::v1::ConsoleLogRequest& request);
 
-  // Migration endpoints (AgentService).
+  // Migration endpoints (AgentService). prepareOutgoing (on the source, first) readies the
+  // VM's volumes for the target's VMM (DRBD: two primaries allowed); idempotent, a no-op for
+  // other pools.
+  absl::Status prepareOutgoing(std::string_view name);
   absl::StatusOr<flotilla::v1::PrepareIncomingResponse> prepareIncoming(
       const flotilla::v1::PrepareIncomingRequest& request);
   absl::Status startMigration(const flotilla::v1::StartMigrationRequest& request);
@@ -102,8 +105,11 @@ class VmManager {
   void unprovision(const flotilla::v1::AgentVmRecord& record);
   // unprovision(), then the record and the map entry go: the VM is no longer on this host.
   absl::Status forget(const flotilla::v1::AgentVmRecord& record);
-  // Spawns the VMM for `entry` (its op lock held) and waits until it serves its API.
+  // Readies the VM's volumes on this host (DRBD: primary; for an incoming migration, two
+  // primaries allowed first), then spawnVmm(); a failed start undoes the volumes' step.
   absl::Status launch(Entry& entry, std::string_view incoming, std::string_view token);
+  // Spawns the VMM for `entry` (its op lock held) and waits until it serves its API.
+  absl::Status spawnVmm(Entry& entry, std::string_view incoming, std::string_view token);
   absl::Status stopLocked(Entry& entry, absl::Duration grace);
   // Waits (bounded) until onExit has recorded the VMM's exit.
   void waitPidfdClosed(Entry& entry);
@@ -113,6 +119,9 @@ class VmManager {
   void onExit(const std::shared_ptr<Entry>& entry);
   absl::Status save(Entry& entry);
   std::string vmDir(std::string_view name) const;
+  // Where the VMM writes the final status of a migration out (flotilla-vmm
+  // --migration-status): its API is gone by the time the controller asks.
+  std::string migrationStatusPath(std::string_view name) const;
   absl::StatusOr<uint16_t> pickMigrationPort();
 
   const VmManagerOptions options_;

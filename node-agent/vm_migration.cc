@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "fmt/format.h"
 #include "grpcpp/client_context.h"
+#include "node-agent/vm_disks.h"
 #include "node-agent/vm_entry.h"
 #include "node-agent/vm_manager.h"
 
@@ -82,6 +83,19 @@ absl::StatusOr<uint16_t> VmManager::pickMigrationPort() {
   return absl::ResourceExhaustedError(fmt::format(
       "no free migration port in {}-{} on {}: too many migrations at once into this host",
       options_.migration_port_first, options_.migration_port_last, options_.migration_address));
+}
+
+absl::Status VmManager::prepareOutgoing(std::string_view name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Entry> entry, lookup(name));
+  absl::MutexLock op(&entry->op_mu);
+  const AgentVm vm = entry->snapshot();
+  if (vm.incoming()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "VM '{}' here is the target of a migration, not its source: finish or abort that first",
+        name));
+  }
+  RETURN_IF_ERROR(runDiskEvent(storage_, vm, DiskEvent::kPrepareOutgoing));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<flotilla::v1::PrepareIncomingResponse> VmManager::prepareIncoming(
@@ -216,6 +230,9 @@ absl::StatusOr<AgentVm> VmManager::finishMigration(std::string_view name,
   }
   absl::MutexLock op(&entry->op_mu);
   if (role == flotilla::v1::MigrationEndRequest::ROLE_TARGET) {
+    if (const AgentVm vm = entry->snapshot(); vm.incoming()) {
+      RETURN_IF_ERROR(runDiskEvent(storage_, vm, DiskEvent::kFinishTarget));
+    }
     absl::MutexLock lock(&entry->mu);
     if (!entry->record.vm().incoming()) return entry->record.vm();
     if (!entry->running()) {
@@ -256,6 +273,7 @@ absl::StatusOr<AgentVm> VmManager::finishMigration(std::string_view name,
     }
     record = entry->record;
   }
+  RETURN_IF_ERROR(runDiskEvent(storage_, record.vm(), DiskEvent::kFinishSource));
   RETURN_IF_ERROR(forget(record));
   log_.with("vm", name).info("migrated away; removed");
   setState(record, VmState::VM_STATE_STOPPED, "migrated away");
@@ -288,6 +306,7 @@ absl::StatusOr<AgentVm> VmManager::abortMigration(std::string_view name,
       absl::MutexLock lock(&entry->mu);
       record = entry->record;
     }
+    RETURN_IF_ERROR(runDiskEvent(storage_, record.vm(), DiskEvent::kAbortTarget));
     RETURN_IF_ERROR(forget(record));
     log_.with("vm", name).info("incoming migration aborted; removed");
     setState(record, VmState::VM_STATE_STOPPED, "migration aborted");
@@ -312,6 +331,7 @@ absl::StatusOr<AgentVm> VmManager::abortMigration(std::string_view name,
   flotilla::v1::MigrateCancelResponse response;
   grpc::Status rpc = stub->MigrateCancel(&context, flotilla::v1::MigrateCancelRequest(), &response);
   if (!rpc.ok()) return fromGrpcStatus(rpc, fmt::format("VM '{}': cancelling its migration", name));
+  RETURN_IF_ERROR(runDiskEvent(storage_, entry->snapshot(), DiskEvent::kAbortSource));
   absl::MutexLock lock(&entry->mu);
   entry->migrating_out = false;
   setState(entry->record, VmState::VM_STATE_RUNNING, "migration aborted");

@@ -23,6 +23,9 @@ std::vector<std::string> vmmArgv(const VmmCommand& command) {
       "--log-file",
       command.log_path,
   };
+  if (!command.migration_status_path.empty()) {
+    argv.insert(argv.end(), {"--migration-status", command.migration_status_path});
+  }
   if (!spec.cpu_model().empty()) argv.insert(argv.end(), {"--cpu-model", spec.cpu_model()});
   // A migration target receives a running VM: what it boots from does not apply (and the
   // VMM refuses it).

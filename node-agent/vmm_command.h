@@ -25,8 +25,9 @@ struct VmmCommand {
   std::string api_socket;
   std::string serial_path;
   std::string log_path;
-  std::string incoming;         // "tcp:HOST:PORT" for a migration target; empty: boot
-  std::string migration_token;  // with incoming
+  std::string incoming;               // "tcp:HOST:PORT" for a migration target; empty: boot
+  std::string migration_token;        // with incoming
+  std::string migration_status_path;  // --migration-status (empty: none)
 };
 
 std::vector<std::string> vmmArgv(const VmmCommand& command);

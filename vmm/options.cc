@@ -18,7 +18,7 @@ namespace {
 // The values as given on the command line (unset: not given).
 struct Flags {
   std::optional<std::string> config, name, kernel, initrd, cmdline, memory, cpu_model, serial,
-      api_socket, restore, incoming, migration_token, log_level, log_file;
+      api_socket, restore, incoming, migration_token, migration_status, log_level, log_file;
   std::optional<uint32_t> vcpus;
   bool hugepages = false;
   std::vector<std::string> disks, nets;
@@ -48,6 +48,7 @@ absl::Status loadConfigFile(const std::string& path, Flags& values, VmmOptions& 
   root.optional("restore", options.restore);
   root.optional("incoming", options.incoming);
   root.optional("migration_token", options.migration_token);
+  root.optional("migration_status", options.migration_status);
   root.optional("log_level", log_level);
   root.optional("log_file", options.log.file);
   root.optional("rng", options.vm.rng);
@@ -149,6 +150,9 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
                  "answers MigrateStatus meanwhile");
   app.add_option("--migration-token", flags.migration_token,
                  "with --incoming: the one-time token the migration source must present");
+  app.add_option("--migration-status", flags.migration_status,
+                 "after an outgoing migration succeeded, write its final MigrationStatus (binary "
+                 "protobuf) to this file before exiting");
   app.add_option("--log-level", flags.log_level, "debug, info (default), warn or error");
   app.add_option("--log-file", flags.log_file, "write logs to this file instead of stderr");
   try {
@@ -188,6 +192,7 @@ absl::StatusOr<VmmOptions> parseVmmOptions(int argc, const char* const* argv) {
   if (flags.restore) options.restore = *flags.restore;
   if (flags.incoming) options.incoming = *flags.incoming;
   if (flags.migration_token) options.migration_token = *flags.migration_token;
+  if (flags.migration_status) options.migration_status = *flags.migration_status;
   if (flags.log_file) options.log.file = *flags.log_file;
   if (flags.memory) {
     auto bytes = parseByteSize(*flags.memory);

@@ -16,6 +16,10 @@ struct VmmOptions {
   std::string restore;          // a snapshot directory to resume instead of booting
   std::string incoming;         // "HOST:PORT": wait for a migration there instead of booting
   std::string migration_token;  // the one-time token a migration source must present
+  // Where the final MigrationStatus of an outgoing migration that succeeded is written
+  // (binary protobuf) before the VMM exits: its API goes with it, so a caller that polled
+  // MigrateStatus reads the final figures (downtime, bytes) there. Empty: not written.
+  std::string migration_status;
   LogOptions log;
   bool help = false;  // --help: print `help_text` and exit 0
   std::string help_text;

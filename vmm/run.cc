@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/files.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/thread.h"
@@ -100,6 +101,15 @@ absl::StatusOr<std::unique_ptr<Vm>> buildVm(const VmmOptions& options) {
   return Vm::restore(options.vm, std::move(*memory), *state);
 }
 
+// The final status of the outgoing migration that ended the VM, for --migration-status.
+void writeMigrationStatus(VmmServiceImpl& service, const std::string& path) {
+  flotilla::v1::MigrationStatus status;
+  (void)service.MigrateStatus(nullptr, nullptr, &status);
+  if (absl::Status written = writeFileAtomically(path, status.SerializeAsString()); !written.ok()) {
+    Logger("vmm").warn("cannot keep the migration's final status: {}", written.message());
+  }
+}
+
 }  // namespace
 
 int runVmm(int argc, const char* const* argv) {
@@ -164,6 +174,9 @@ int runVmm(int argc, const char* const* argv) {
 
   VmEnd end = vm->waitForEnd();
   ending.store(true);
+  if (end.reason == VmEnd::Reason::kMigrated && !options->migration_status.empty()) {
+    writeMigrationStatus(service, options->migration_status);
+  }
   pthread_kill(signals.native_handle(), SIGTERM);  // wakes sigwait if no signal came
   signals.join();
   // `api` lets a Shutdown call in progress return before the process exits.

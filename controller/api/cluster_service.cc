@@ -3,10 +3,12 @@
 
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "common/ids.h"
 #include "common/rpc/status.h"
 #include "common/status.h"
+#include "controller/api/drbd_placement.h"
 #include "controller/api/validation.h"
 #include "fmt/format.h"
 
@@ -694,6 +696,40 @@ grpc::Status ClusterServiceImpl::MigrateVm(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status ClusterServiceImpl::GetVmConsoleLog(grpc::ServerContext*,
+                                                 const v1::VmConsoleLogRequest* request,
+                                                 v1::VmConsoleLog* response) {
+  auto vm = readVm(request->name());
+  if (!vm.ok()) return toGrpc(vm.status());
+  const std::string& host_name = vm->status().host();
+  if (host_name.empty()) {
+    return toGrpc(absl::FailedPreconditionError(fmt::format(
+        "vm {} is on no host, so it has no console: start it with `clusterctl vm start {}`",
+        request->name(), request->name())));
+  }
+  auto host = readHost(host_name);
+  if (!host.ok()) return toGrpc(host.status());
+  if (!host->reporting()) {
+    return toGrpc(absl::UnavailableError(fmt::format(
+        "vm {}: its host {} does not report (its agent is down), so its console cannot be read",
+        request->name(), host_name)));
+  }
+  v1::ConsoleLogRequest agent_request;
+  agent_request.set_name(request->name());
+  agent_request.set_offset(request->offset());
+  agent_request.set_max_bytes(request->max_bytes());
+  v1::ConsoleLogResponse log;
+  auto read = agents_.call(host_name, host->status().agent_address(), "GetConsoleLog",
+                           [&](v1::AgentService::Stub& stub, grpc::ClientContext& context) {
+                             return stub.GetConsoleLog(&context, agent_request, &log);
+                           });
+  if (!read.ok()) return toGrpc(read);
+  response->set_data(std::move(*log.mutable_data()));
+  response->set_next_offset(log.next_offset());
+  response->set_host(host_name);
+  return grpc::Status::OK;
+}
+
 // ---- networks, pools, volumes ----
 
 grpc::Status ClusterServiceImpl::CreateNetwork(grpc::ServerContext*,
@@ -816,6 +852,115 @@ grpc::Status ClusterServiceImpl::DeletePool(grpc::ServerContext*, const v1::Name
   return grpc::Status::OK;
 }
 
+namespace {
+
+// The numbers claimed under `prefix` (drbd-minors/, drbd-ports/).
+absl::StatusOr<std::set<uint32_t>> claimedNumbers(etcd::EtcdClient& etcd,
+                                                  const std::string& prefix) {
+  etcd::RangeOptions options;
+  options.prefix = true;
+  options.keys_only = true;
+  ASSIGN_OR_RETURN(etcd::RangeResult range, etcd.get(prefix, options));
+  std::set<uint32_t> used;
+  for (const etcd::KeyValue& kv : range.kvs) {
+    uint32_t number = 0;
+    if (absl::SimpleAtoi(kv.key.substr(prefix.size()), &number)) used.insert(number);
+  }
+  return used;
+}
+
+// Deletes a DRBD volume's record and its claims (conditioned on the record as written).
+absl::Status deleteDrbdRecord(etcd::EtcdClient& etcd, const std::string& key, int64_t mod_revision,
+                              const v1::DrbdPlacement& placement) {
+  etcd::Txn txn;
+  txn.ifModRevision(key, etcd::CompareOp::kEqual, mod_revision);
+  txn.thenDelete(key);
+  txn.thenDelete(drbdMinorClaimKey(placement.minor()));
+  txn.thenDelete(drbdPortClaimKey(placement.port()));
+  ASSIGN_OR_RETURN(etcd::TxnResult result, etcd.txn(txn));
+  if (!result.succeeded) return conflict(fmt::format("delete volume {}", key));
+  return absl::OkStatus();
+}
+
+// A volume of a DRBD pool (docs/controller.md "DRBD volumes"): the record with its placement
+// and the placement's claims in one transaction, then the volume on both hosts of the pool; a
+// failure on either host deletes it where it was made and the record with its claims.
+absl::StatusOr<v1::VolumeRecord> createDrbdVolume(etcd::EtcdClient& etcd, AgentClients& agents,
+                                                  const ClusterView& view,
+                                                  const v1::CreateVolumeRequest& request,
+                                                  const Logger& log) {
+  ASSIGN_OR_RETURN(auto hosts, drbdPoolHosts(view, request.pool()));
+  const std::string key = volumeKey(request.pool(), request.name());
+  const std::string holder = request.pool() + "/" + request.name();
+  v1::VolumeRecord volume;
+  stampMeta(*volume.mutable_meta(), request.name());
+  volume.set_pool(request.pool());
+  volume.set_size_bytes(request.size_bytes());
+  int64_t revision = 0;
+  // A create at the same time may take the same numbers: its claims make this transaction
+  // fail, and the numbers are chosen again.
+  for (int attempt = 0; attempt < 8 && revision == 0; ++attempt) {
+    ASSIGN_OR_RETURN(std::set<uint32_t> minors, claimedNumbers(etcd, kindPrefix("drbd-minors")));
+    ASSIGN_OR_RETURN(std::set<uint32_t> ports, claimedNumbers(etcd, kindPrefix("drbd-ports")));
+    ASSIGN_OR_RETURN(*volume.mutable_drbd(), allocateDrbdPlacement(minors, ports));
+    etcd::Txn txn;
+    txn.ifVersion(key, etcd::CompareOp::kEqual, 0);
+    txn.ifVersion(drbdMinorClaimKey(volume.drbd().minor()), etcd::CompareOp::kEqual, 0);
+    txn.ifVersion(drbdPortClaimKey(volume.drbd().port()), etcd::CompareOp::kEqual, 0);
+    txn.thenPut(key, encodeValue(volume));
+    txn.thenPut(drbdMinorClaimKey(volume.drbd().minor()), holder);
+    txn.thenPut(drbdPortClaimKey(volume.drbd().port()), holder);
+    ASSIGN_OR_RETURN(etcd::TxnResult result, etcd.txn(txn));
+    if (result.succeeded) {
+      revision = result.revision;
+      break;
+    }
+    etcd::RangeOptions count;
+    count.count_only = true;
+    ASSIGN_OR_RETURN(etcd::RangeResult existing, etcd.get(key, count));
+    if (existing.count > 0) {
+      return absl::AlreadyExistsError(fmt::format("volume {} already exists", holder));
+    }
+  }
+  if (revision == 0) return conflict(fmt::format("create volume {}", holder));
+
+  v1::VolumeRequest agent_request;
+  agent_request.set_pool(request.pool());
+  agent_request.set_volume(request.name());
+  agent_request.set_size_bytes(request.size_bytes());
+  *agent_request.mutable_drbd() = volume.drbd();
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const HostView& host = *hosts[i];
+    v1::Volume created;
+    absl::Status made =
+        agents.call(host.name, host.status->agent_address(), "CreateVolume",
+                    [&](v1::AgentService::Stub& stub, grpc::ClientContext& context) {
+                      return stub.CreateVolume(&context, agent_request, &created);
+                    });
+    if (made.ok()) continue;
+    for (size_t j = 0; j < i; ++j) {
+      v1::DeleteVolumeResponse deleted;
+      absl::Status undone =
+          agents.call(hosts[j]->name, hosts[j]->status->agent_address(), "DeleteVolume",
+                      [&](v1::AgentService::Stub& stub, grpc::ClientContext& context) {
+                        return stub.DeleteVolume(&context, agent_request, &deleted);
+                      });
+      if (!undone.ok()) {
+        log.warn("volume {}: cannot remove it again from host {}: {}", holder, hosts[j]->name,
+                 undone.message());
+      }
+    }
+    absl::Status dropped = deleteDrbdRecord(etcd, key, revision, volume.drbd());
+    if (!dropped.ok())
+      log.warn("volume {}: cannot delete its record: {}", holder, dropped.message());
+    return annotate(made, fmt::format("DRBD volume {} on host {} (of {} and {})", holder, host.name,
+                                      hosts[0]->name, hosts[1]->name));
+  }
+  return volume;
+}
+
+}  // namespace
+
 grpc::Status ClusterServiceImpl::CreateVolume(grpc::ServerContext*,
                                               const v1::CreateVolumeRequest* request,
                                               v1::VolumeRecord* response) {
@@ -832,6 +977,12 @@ grpc::Status ClusterServiceImpl::CreateVolume(grpc::ServerContext*,
   if (*existing) {
     return toGrpc(absl::AlreadyExistsError(
         fmt::format("volume {}/{} already exists", request->pool(), request->name())));
+  }
+  if (pool->second.type() == v1::POOL_TYPE_DRBD) {
+    auto created = createDrbdVolume(etcd_, agents_, *view, *request, log_);
+    if (!created.ok()) return toGrpc(created.status());
+    *response = std::move(*created);
+    return grpc::Status::OK;
   }
   const HostView* host = volumeHost(*view, pool->second);
   if (host == nullptr) {
@@ -891,6 +1042,23 @@ grpc::Status ClusterServiceImpl::DeleteVolume(grpc::ServerContext*,
   auto view = store_.readView();
   if (!view.ok()) return toGrpc(view.status());
   auto pool = view->pools.find(request->pool());
+  if (pool != view->pools.end() && pool->second.type() == v1::POOL_TYPE_DRBD) {
+    // Both hosts remove their copy (idempotent), then the record and its claims go.
+    auto hosts = drbdPoolHosts(*view, request->pool());
+    if (!hosts.ok()) return toGrpc(hosts.status());
+    v1::VolumeRequest agent_request;
+    agent_request.set_pool(request->pool());
+    agent_request.set_volume(request->name());
+    for (const HostView* host : *hosts) {
+      v1::DeleteVolumeResponse deleted;
+      auto removed = agents_.call(host->name, host->status->agent_address(), "DeleteVolume",
+                                  [&](v1::AgentService::Stub& stub, grpc::ClientContext& context) {
+                                    return stub.DeleteVolume(&context, agent_request, &deleted);
+                                  });
+      if (!removed.ok()) return toGrpc(removed);
+    }
+    return toGrpc(deleteDrbdRecord(etcd_, key, (*volume)->mod_revision, (*volume)->value.drbd()));
+  }
   if (pool != view->pools.end()) {
     const HostView* host = volumeHost(*view, pool->second);
     if (host == nullptr) {

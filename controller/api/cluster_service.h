@@ -52,6 +52,8 @@ class ClusterServiceImpl final : public v1::ClusterService::Service {
   grpc::Status DeleteVm(grpc::ServerContext*, const v1::NameRequest*, v1::DeleteResponse*) override;
   grpc::Status MigrateVm(grpc::ServerContext*, const v1::MigrateVmRequest*,
                          v1::MigrationRecord*) override;
+  grpc::Status GetVmConsoleLog(grpc::ServerContext*, const v1::VmConsoleLogRequest*,
+                               v1::VmConsoleLog*) override;
 
   grpc::Status CreateNetwork(grpc::ServerContext*, const v1::NetworkRecord*,
                              v1::NetworkRecord*) override;

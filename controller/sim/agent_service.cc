@@ -167,6 +167,12 @@ grpc::Status SimAgentService::ListVolumes(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status SimAgentService::PrepareOutgoing(grpc::ServerContext* context,
+                                              const flotilla::v1::AgentVmRequest*,
+                                              flotilla::v1::PrepareOutgoingResponse*) {
+  return onHost(context, [](SimHost&) { return grpc::Status::OK; });
+}
+
 grpc::Status SimAgentService::PrepareIncoming(grpc::ServerContext* context,
                                               const flotilla::v1::PrepareIncomingRequest* request,
                                               flotilla::v1::PrepareIncomingResponse* response) {

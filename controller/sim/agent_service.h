@@ -58,6 +58,10 @@ class SimAgentService final : public flotilla::v1::AgentService::Service {
   grpc::Status ListVolumes(grpc::ServerContext* context,
                            const flotilla::v1::ListVolumesRequest* request,
                            flotilla::v1::ListVolumesResponse* response) override;
+  // Simulated hosts have no DRBD pools: nothing to ready, OK (on a known host).
+  grpc::Status PrepareOutgoing(grpc::ServerContext* context,
+                               const flotilla::v1::AgentVmRequest* request,
+                               flotilla::v1::PrepareOutgoingResponse*) override;
   grpc::Status PrepareIncoming(grpc::ServerContext* context,
                                const flotilla::v1::PrepareIncomingRequest* request,
                                flotilla::v1::PrepareIncomingResponse* response) override;

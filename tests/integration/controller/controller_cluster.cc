@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<ControllerCluster>> ControllerCluster::start(
                              cluster->tgtd_->control(), cluster->dir_.file("san"));
       }
     }
+    if (options.more_pools) pools += options.more_pools(index, *cluster->network_);
     ASSIGN_OR_RETURN(auto host, agent::testing::AgentHost::create(
                                     *cluster->network_,
                                     {.index = index,

@@ -31,6 +31,9 @@ struct ControllerClusterOptions {
   absl::Duration host_fence_timeout = absl::Seconds(2);
   absl::Duration election_ttl = absl::Seconds(2);
   std::string controller_config{};  // more YAML appended to each replica's configuration
+  // More entries of host INDEX's `pools:` list (YAML, indented like "  - name: ..."); the
+  // network gives the hosts' addresses.
+  std::function<std::string(int index, const agent::testing::ClusterNetwork& network)> more_pools{};
 };
 
 class ControllerCluster {

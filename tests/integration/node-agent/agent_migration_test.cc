@@ -231,19 +231,31 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
     grpc::Status started = a.api().StartMigration(&context, start, &response);
     ASSERT_TRUE(started.ok()) << started.error_message() << a.agentLog();
   }
-  flotilla::v1::MigrationStatus status;
+  // No GetMigration until the source VMM has exited (the VM is Stopped on A): the final
+  // figures must come from what the VMM left behind, not from a poll that caught it alive.
   for (int attempt = 0; attempt < 1200; ++attempt) {
     grpc::ClientContext context;
     flotilla::v1::AgentVmRequest request;
     request.set_name("vm1");
-    ASSERT_TRUE(a.api().GetMigration(&context, request, &status).ok());
-    if (status.phase() == "completed" || status.phase() == "failed" ||
-        status.phase() == "unknown") {
+    flotilla::v1::AgentVm source;
+    ASSERT_TRUE(a.api().GetVm(&context, request, &source).ok());
+    if (source.state() == flotilla::v1::VM_STATE_STOPPED ||
+        source.state() == flotilla::v1::VM_STATE_FAILED) {
       break;
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
+  flotilla::v1::MigrationStatus status;
+  {
+    grpc::ClientContext context;
+    flotilla::v1::AgentVmRequest request;
+    request.set_name("vm1");
+    ASSERT_TRUE(a.api().GetMigration(&context, request, &status).ok());
+  }
   ASSERT_EQ(status.phase(), "completed") << status.DebugString() << a.agentLog() << b.agentLog();
+  EXPECT_GT(status.downtime_us(), 0U) << status.DebugString();
+  EXPECT_GT(status.bytes_sent(), 0U) << status.DebugString();
+  EXPECT_GT(status.total_time_us(), 0U) << status.DebugString();
   for (auto [host, role] : {std::pair{&b, flotilla::v1::MigrationEndRequest::ROLE_TARGET},
                             std::pair{&a, flotilla::v1::MigrationEndRequest::ROLE_SOURCE}}) {
     grpc::ClientContext context;

@@ -3,7 +3,7 @@
 // answers a client on that VLAN; the host's record is in etcd under its lease; the agent is
 // killed and restarted while the VM runs on and is re-attached; stop and delete leave
 // nothing behind; bad requests leave nothing half-made; HA VMs are fenced when the lease
-// cannot be renewed.
+// cannot be renewed (etcd killed, or the host's link to it cut while etcd runs on).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -198,6 +198,19 @@ TEST_F(AgentTest, RunsAVmOnItsVlanSurvivesAnAgentCrashAndCleansUp) {
   ASSERT_TRUE(stats.ok()) << stats.status();
   const uint64_t start_time = stats->start_time;
   ASSERT_TRUE(waitForConsole(*host_, "web1", "net up", absl::Minutes(1)));
+  {
+    // Reading on from an offset past the log's end (a reader that followed an older log of
+    // this VM) gets nothing and a next_offset below its own: the log started over.
+    grpc::ClientContext context;
+    flotilla::v1::ConsoleLogRequest past_end;
+    past_end.set_name("web1");
+    past_end.set_offset(uint64_t{1} << 40);
+    flotilla::v1::ConsoleLogResponse response;
+    ASSERT_TRUE(host_->api().GetConsoleLog(&context, past_end, &response).ok());
+    EXPECT_TRUE(response.data().empty());
+    EXPECT_GT(response.next_offset(), 0U);
+    EXPECT_LT(response.next_offset(), past_end.offset());
+  }
 
   // Its port: an access port of VLAN 100 that says whose it is.
   auto tag = host_->ovs().vsctl({"get", "Port", tap, "tag"});
@@ -357,6 +370,36 @@ TEST_F(AgentTest, FencesItsHaVmsWhenItsLeaseCannotBeRenewed) {
   EXPECT_THAT(ha.message(), HasSubstr("fenced"));
   EXPECT_FALSE(stillRuns(ha_pid, ha_stats->start_time)) << "the fenced VMM still runs";
   ASSERT_TRUE(getVm(*host_, "plain1", &plain).ok());
+  EXPECT_EQ(plain.state(), flotilla::v1::VM_STATE_RUNNING) << "only HA VMs are fenced";
+  EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
+}
+
+TEST_F(AgentTest, FencesItsHaVmsWhenItsHostIsCutOffFromEtcd) {
+  flotilla::v1::AgentVm ha, plain;
+  grpc::Status created = createVm(*host_, netVm("ha5", "10.77.0.10", /*ha=*/true), &ha);
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  created = createVm(*host_, netVm("plain5", "10.77.0.11"), &plain);
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  ASSERT_TRUE(waitForConsole(*host_, "ha5", "net up", absl::Minutes(1)));
+  const pid_t ha_pid = static_cast<pid_t>(ha.vmm_pid());
+  auto ha_stats = readProcessStats(ha_pid);
+  ASSERT_TRUE(ha_stats.ok()) << ha_stats.status();
+
+  // The host's link to the cluster network goes down: etcd runs on, for everyone else.
+  ASSERT_TRUE(host_->ns().execChecked({"ip", "link", "set", "eth0", "down"}).ok());
+  const absl::Time cut = absl::Now();
+  bool fenced = false;
+  for (int attempt = 0; attempt < 300 && !fenced; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(100));
+    fenced = !stillRuns(ha_pid, ha_stats->start_time);
+  }
+  const absl::Duration to_fence = absl::Now() - cut;
+  EXPECT_TRUE(etcd_->waitHealthy(0, absl::Seconds(5)).ok()) << "etcd itself went down";
+  ASSERT_TRUE(host_->ns().execChecked({"ip", "link", "set", "eth0", "up"}).ok());
+  ASSERT_TRUE(fenced) << "the HA VM still runs on a host cut off from etcd";
+  std::printf("HA VM fenced %.0f ms after its host was cut off (fence_after 2 s, lease TTL 4 s)\n",
+              absl::ToDoubleMilliseconds(to_fence));
+  ASSERT_TRUE(getVm(*host_, "plain5", &plain).ok());
   EXPECT_EQ(plain.state(), flotilla::v1::VM_STATE_RUNNING) << "only HA VMs are fenced";
   EXPECT_THAT(host_->agentLog(), HasSubstr("self-fencing: killed 1 HA VM(s)"));
 }

@@ -91,7 +91,45 @@ TEST(AgentConfigTest, TheExampleFileIsValid) {
   auto config = loadAgentConfig(FLOTILLA_SOURCE_DIR "/deploy/agent.example.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->host, "host-a");
-  EXPECT_EQ(config->pools.size(), 2u);
+  ASSERT_EQ(config->pools.size(), 3u);
+  const PoolConfig& drbd = config->pools[2];
+  EXPECT_EQ(drbd.type, "drbd");
+  EXPECT_EQ(drbd.drbd.node.host, "host-a");
+  EXPECT_EQ(drbd.drbd.node.address, "10.0.3.11");
+  EXPECT_EQ(drbd.drbd.node.node_id, 0);
+  EXPECT_EQ(drbd.drbd.peer.host, "host-b");
+  EXPECT_EQ(drbd.drbd.peer.address, "10.0.3.12");
+  EXPECT_EQ(drbd.drbd.peer.node_id, 1);
+  EXPECT_EQ(drbd.drbd.resource_dir, "/etc/flotilla/drbd/rep-ab");
+  EXPECT_FALSE(drbd.drbd.dry_run);
+}
+
+TEST(AgentConfigTest, DrbdPools) {
+  auto expectError = [](const std::string& text, const std::string& message) {
+    auto config = parseAgentConfig(text, "agent.yaml");
+    ASSERT_FALSE(config.ok());
+    EXPECT_THAT(std::string(config.status().message()), HasSubstr(message));
+  };
+  const std::string pool = "pools: [{name: rep, type: drbd, path: /srv/rep, drbd: ";
+  auto config = parseAgentConfig(
+      std::string(kMinimal) + pool +
+          "{node: {address: 10.0.0.1, node_id: 1}, peer: {host: b, address: 10.0.0.2, "
+          "node_id: 0}, dry_run: true}}]\n",
+      "agent.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->pools[0].drbd.resource_dir, "/etc/flotilla/drbd/rep");
+  EXPECT_EQ(config->pools[0].drbd.drbdadm, "drbdadm");
+  EXPECT_TRUE(config->pools[0].drbd.dry_run);
+  expectError(std::string(kMinimal) + pool + "{}}]\n", "drbd needs node.address and node.node_id");
+  expectError(std::string(kMinimal) + pool + "{}}]\n", "drbd needs peer.host, peer.address");
+  expectError(std::string(kMinimal) +
+                  "pools: [{name: rep, type: drbd, drbd: {node: {address: 10.0.0.1, node_id: 1}, "
+                  "peer: {host: b, address: 10.0.0.2, node_id: 1}}}]\n",
+              "both 1");
+  expectError(std::string(kMinimal) +
+                  "pools: [{name: rep, type: drbd, drbd: {node: {address: 10.0.0.1, node_id: 1}, "
+                  "peer: {host: b, address: 10.0.0.2, node_id: 1}}}]\n",
+              "drbd needs path");
 }
 
 }  // namespace

@@ -256,6 +256,18 @@ TEST(VmmOptionsTest, IncomingTakesTheVmShapeAndAToken) {
   EXPECT_EQ(options->vm.nics.size(), 1u);
 }
 
+TEST(VmmOptionsTest, TheMigrationStatusFileGoesWithEveryMode) {
+  for (const std::vector<std::string>& mode :
+       {std::vector<std::string>{"--kernel", "/k"},
+        std::vector<std::string>{"--incoming", "tcp:127.0.0.1:7201", "--migration-token", "t"}}) {
+    std::vector<std::string> args = mode;
+    args.insert(args.end(), {"--migration-status", "/run/vm1/migration.status"});
+    auto options = parse(args);
+    ASSERT_TRUE(options.ok()) << options.status();
+    EXPECT_EQ(options->migration_status, "/run/vm1/migration.status");
+  }
+}
+
 TEST(VmmOptionsTest, IncomingMisuseIsAUsageError) {
   expectUsageError({"--incoming", "tcp:127.0.0.1:7201"}, "--incoming needs --migration-token");
   expectUsageError({"--incoming", "127.0.0.1:7201", "--migration-token", "t"},

@@ -91,6 +91,18 @@ TEST_F(SimAgentServiceTest, CallsWithoutHostMetadataAreInvalid) {
   EXPECT_THAT(std::string(result.status().message()), HasSubstr("sim-0001 to sim-0003"));
 }
 
+// Simulated hosts have no DRBD pools: the migration driver's PrepareOutgoing is a no-op.
+TEST_F(SimAgentServiceTest, PrepareOutgoingIsANoOp) {
+  flotilla::v1::AgentVmRequest request;
+  request.set_name("web-1");
+  auto readied =
+      client_->call<flotilla::v1::PrepareOutgoingResponse>(kA, &Stub::PrepareOutgoing, request);
+  EXPECT_TRUE(readied.ok()) << readied.status();
+  auto unknown = client_->call<flotilla::v1::PrepareOutgoingResponse>(
+      "sim-0042", &Stub::PrepareOutgoing, request);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(SimAgentServiceTest, CallsForUnknownHostsAreNotFound) {
   auto result = client_->getHost("sim-0042");
   ASSERT_EQ(result.status().code(), absl::StatusCode::kNotFound);
