@@ -478,7 +478,21 @@ cluster_demo() {
   [[ -z $not_running ]] || die "after the drain, not every VM is Running: $not_running" controllers agents
   sleep 2
 
-  step "6. Summary"
+  step "6. The desktop console, on the same cluster"
+  # flotilla-console on Qt's offscreen platform, with no saved settings of its own: it takes
+  # clusterctl's configuration, follows the Watch stream, and saves its main window once the
+  # state has arrived. What it shows must be the cluster's.
+  local console_png="$BUILD_DIR/demo-console.png" console_line
+  say "\$ flotilla-console --screenshot $console_png      (QT_QPA_PLATFORM=offscreen)"
+  console_line=$(QT_QPA_PLATFORM=offscreen XDG_CONFIG_HOME="$WORK/console-config" \
+    CLUSTERCTL_CONFIG="${HOME:-/root}/.config/flotilla/clusterctl.yaml" \
+    timeout --kill-after=5 60 "$BIN/flotilla-console" --screenshot "$console_png" 2>"$WORK/console.err") ||
+    die "flotilla-console could not show the cluster: $(tail -n 5 "$WORK/console.err")" controllers
+  say "$console_line"
+  [[ $console_line == *" $VM_COUNT VMs,"* ]] ||
+    die "flotilla-console shows another number of VMs than the $VM_COUNT the cluster has: $console_line" controllers
+
+  step "7. Summary"
   local probe_status=0
   stop_probe || probe_status=$?
   [[ -s $WORK/probe.json ]] ||

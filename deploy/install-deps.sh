@@ -27,6 +27,9 @@ packages=(
   iproute2 procps ethtool tcpdump iputils-ping util-linux openssl
   # the cluster demo reads clusterctl -o json
   jq
+  # flotilla-console (Qt 6 Widgets and Charts; its tests run on the offscreen platform).
+  # Qt6Charts' CMake package needs Qt6OpenGL's, which qt6-charts-dev does not pull in.
+  qt6-base-dev qt6-charts-dev libqt6opengl6-dev
 )
 
 missing=()

@@ -63,6 +63,7 @@ void FakeClusterService::addDrain(const v1::DrainRecord& drain) {
 void FakeClusterService::addEvent(const v1::Event& event) {
   absl::MutexLock lock(&mu_);
   events_.push_back(event);
+  publishEvent(event);
 }
 
 void FakeClusterService::setPlan(const v1::RebalancePlan& plan) {
@@ -92,6 +93,54 @@ void FakeClusterService::breakWatchAfter(int events) {
 void FakeClusterService::disableWatch() {
   absl::MutexLock lock(&mu_);
   watch_disabled_ = true;
+}
+
+void FakeClusterService::breakWatches() {
+  absl::MutexLock lock(&mu_);
+  ++watch_generation_;
+}
+
+void FakeClusterService::compactLog() {
+  absl::MutexLock lock(&mu_);
+  compacted_revision_ = revision_;
+}
+
+void FakeClusterService::failMethod(const std::string& method, const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (status.ok()) {
+    method_failures_.erase(method);
+  } else {
+    method_failures_[method] = status;
+  }
+}
+
+void FakeClusterService::setConsoleLog(const std::string& vm, const std::string& data) {
+  absl::MutexLock lock(&mu_);
+  console_logs_[vm] = data;
+}
+
+void FakeClusterService::removeHost(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  hosts_.erase(name);
+  publishHost(name);
+}
+
+void FakeClusterService::removeVm(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  vms_.erase(name);
+  publishVm(name);
+}
+
+void FakeClusterService::removeMigration(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  migrations_.erase(name);
+  publishMigration(name);
+}
+
+void FakeClusterService::removeDrain(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  drains_.erase(name);
+  publishDrain(name);
 }
 
 void FakeClusterService::scriptMigration(std::vector<v1::MigrationRecord> states) {
@@ -357,6 +406,25 @@ grpc::Status FakeClusterService::MigrateVm(grpc::ServerContext*,
   scripted_migration_ = name;
   publishMigration(name);
   *migration = record;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeClusterService::GetVmConsoleLog(grpc::ServerContext*,
+                                                 const v1::VmConsoleLogRequest* request,
+                                                 v1::VmConsoleLog* log) {
+  FAKE_ENTER("GetVmConsoleLog", *request);
+  auto vm = vms_.find(request->name());
+  if (vm == vms_.end()) return notFound("vm", request->name());
+  if (vm->second.status().host().empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        fmt::format("vm {} runs on no host: start it first", request->name()));
+  }
+  const std::string& data = console_logs_[request->name()];
+  const size_t offset = std::min<size_t>(request->offset(), data.size());
+  const size_t limit = request->max_bytes() == 0 ? size_t{64} << 10 : request->max_bytes();
+  log->set_data(data.substr(offset, limit));
+  log->set_next_offset(offset + log->data().size());
+  log->set_host(vm->second.status().host());
   return grpc::Status::OK;
 }
 

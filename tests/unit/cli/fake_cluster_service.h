@@ -40,6 +40,20 @@ class FakeClusterService final : public v1::ClusterService::Service {
   void breakWatchAfter(int events);
   // Watch answers UNIMPLEMENTED (a controller without it: clients poll GetMigration/GetDrain).
   void disableWatch();
+  // Every Watch stream open now ends with UNAVAILABLE (later streams are served normally).
+  void breakWatches();
+  // Forgets the change log up to now: a Watch that resumes from an older revision answers
+  // OUT_OF_RANGE (etcd compacted that history), as the controller does.
+  void compactLog();
+  // Only `method` answers `status` from now on (OK: serve it normally again).
+  void failMethod(const std::string& method, const grpc::Status& status);
+  // What GetVmConsoleLog serves for `vm` (the whole log; requests read from their offset).
+  void setConsoleLog(const std::string& vm, const std::string& data);
+  // Deletes the object and publishes the deletion.
+  void removeHost(const std::string& name);
+  void removeVm(const std::string& name);
+  void removeMigration(const std::string& name);
+  void removeDrain(const std::string& name);
   // The states the next migration (MigrateVm) or drain (DrainHost) goes through after its
   // first one, in order (meta.name is filled in).
   void scriptMigration(std::vector<v1::MigrationRecord> states);
@@ -89,6 +103,8 @@ class FakeClusterService final : public v1::ClusterService::Service {
   grpc::Status DeleteVm(grpc::ServerContext*, const v1::NameRequest*, v1::DeleteResponse*) override;
   grpc::Status MigrateVm(grpc::ServerContext*, const v1::MigrateVmRequest*,
                          v1::MigrationRecord*) override;
+  grpc::Status GetVmConsoleLog(grpc::ServerContext*, const v1::VmConsoleLogRequest*,
+                               v1::VmConsoleLog*) override;
   grpc::Status CreateNetwork(grpc::ServerContext*, const v1::NetworkRecord*,
                              v1::NetworkRecord*) override;
   grpc::Status ListNetworks(grpc::ServerContext*, const v1::ListRequest*,
@@ -132,6 +148,7 @@ class FakeClusterService final : public v1::ClusterService::Service {
   void publishVm(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void publishMigration(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void publishDrain(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void publishEvent(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The current state of every object of `kinds` (empty: all), as PUT events.
   std::vector<v1::WatchEvent> snapshot(const std::vector<v1::ObjectKind>& kinds) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -162,6 +179,10 @@ class FakeClusterService final : public v1::ClusterService::Service {
   int migration_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 100;
   std::vector<v1::WatchEvent> log_ ABSL_GUARDED_BY(mu_);
+  int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 0;  // resuming below it: OUT_OF_RANGE
+  int watch_generation_ ABSL_GUARDED_BY(mu_) = 0;        // breakWatches() bumps it
+  std::map<std::string, grpc::Status> method_failures_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> console_logs_ ABSL_GUARDED_BY(mu_);
   int delivered_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::pair<std::string, std::string>> requests_ ABSL_GUARDED_BY(mu_);
 };

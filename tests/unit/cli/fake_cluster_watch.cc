@@ -15,6 +15,7 @@ namespace flotilla::cli::testing {
 std::optional<grpc::Status> FakeClusterService::enter(const std::string& method,
                                                       const google::protobuf::Message& request) {
   requests_.emplace_back(method, request.SerializeAsString());
+  if (auto it = method_failures_.find(method); it != method_failures_.end()) return it->second;
   return failure_;
 }
 
@@ -53,8 +54,12 @@ void FakeClusterService::publishMigration(const std::string& name) {
   v1::WatchEvent event;
   event.set_kind(v1::OBJECT_KIND_MIGRATION);
   event.set_name(name);
-  event.set_type(v1::WatchEvent::TYPE_PUT);
-  *event.mutable_migration() = migrations_[name];
+  if (auto it = migrations_.find(name); it != migrations_.end()) {
+    event.set_type(v1::WatchEvent::TYPE_PUT);
+    *event.mutable_migration() = it->second;
+  } else {
+    event.set_type(v1::WatchEvent::TYPE_DELETE);
+  }
   publish(std::move(event));
 }
 
@@ -62,8 +67,21 @@ void FakeClusterService::publishDrain(const std::string& name) {
   v1::WatchEvent event;
   event.set_kind(v1::OBJECT_KIND_DRAIN);
   event.set_name(name);
+  if (auto it = drains_.find(name); it != drains_.end()) {
+    event.set_type(v1::WatchEvent::TYPE_PUT);
+    *event.mutable_drain() = it->second;
+  } else {
+    event.set_type(v1::WatchEvent::TYPE_DELETE);
+  }
+  publish(std::move(event));
+}
+
+void FakeClusterService::publishEvent(const v1::Event& record) {
+  v1::WatchEvent event;
+  event.set_kind(v1::OBJECT_KIND_EVENT);
+  event.set_name(fmt::format("{:020}", events_.size()));
   event.set_type(v1::WatchEvent::TYPE_PUT);
-  *event.mutable_drain() = drains_[name];
+  *event.mutable_event() = record;
   publish(std::move(event));
 }
 
@@ -139,19 +157,40 @@ grpc::Status FakeClusterService::Watch(grpc::ServerContext* context,
   std::vector<v1::WatchEvent> pending;
   size_t position = 0;
   int break_after = -1;
+  int generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (auto failure = enter("Watch", *request)) return *failure;
     if (watch_disabled_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no Watch here");
-    pending = snapshot(kinds);
+    if (request->revision() > 0) {
+      // Resuming: only the changes after that revision, if the log still has them.
+      if (request->revision() < compacted_revision_) {
+        return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                            fmt::format("revision {} was compacted (oldest kept: {}): watch "
+                                        "again from revision 0",
+                                        request->revision(), compacted_revision_));
+      }
+      for (const v1::WatchEvent& event : log_) {
+        if (event.revision() > request->revision() && wanted(event)) pending.push_back(event);
+      }
+    } else {
+      pending = snapshot(kinds);
+    }
     position = log_.size();
     break_after = break_watch_after_;
+    generation = watch_generation_;
   }
   int sent = 0;
   const grpc::Status broken(grpc::StatusCode::UNAVAILABLE, "fake: the watch stream broke");
+  auto brokenNow = [this, generation] {
+    absl::MutexLock lock(&mu_);
+    return watch_generation_ != generation;
+  };
   while (!context->IsCancelled()) {
+    if (brokenNow()) return broken;
     for (const v1::WatchEvent& event : pending) {
       if (break_after >= 0 && sent >= break_after) return broken;
+      if (brokenNow()) return broken;
       if (!writer->Write(event)) return grpc::Status::OK;
       ++sent;
       absl::MutexLock lock(&mu_);
@@ -159,8 +198,9 @@ grpc::Status FakeClusterService::Watch(grpc::ServerContext* context,
     }
     pending.clear();
     absl::MutexLock lock(&mu_);
-    auto changed = [this, position]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return log_.size() > position; };
+    auto changed = [this, position, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return log_.size() > position || watch_generation_ != generation;
+    };
     // Wakes up now and then to notice a cancelled stream.
     mu_.AwaitWithTimeout(absl::Condition(&changed), absl::Milliseconds(20));
     for (; position < log_.size(); ++position) {
