@@ -50,10 +50,11 @@ MigrationChart::MigrationChart(QWidget* parent) : QWidget(parent) {
   time_axis_->setLabelFormat(QStringLiteral("%.0f"));
   rate_axis_ = new QValueAxis(chart_);
   rate_axis_->setTitleText(tr("MiB/s"));
-  rate_axis_->setLabelFormat(QStringLiteral("%.0f"));
+  // %g: a small range has ticks at 0.5 steps, which %.0f would print as 0, 0, 1, 2, 2.
+  rate_axis_->setLabelFormat(QStringLiteral("%g"));
   remaining_axis_ = new QValueAxis(chart_);
   remaining_axis_->setTitleText(tr("MiB remaining"));
-  remaining_axis_->setLabelFormat(QStringLiteral("%.0f"));
+  remaining_axis_->setLabelFormat(QStringLiteral("%g"));
   chart_->addAxis(time_axis_, Qt::AlignBottom);
   chart_->addAxis(rate_axis_, Qt::AlignLeft);
   chart_->addAxis(remaining_axis_, Qt::AlignRight);
