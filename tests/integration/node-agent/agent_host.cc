@@ -92,6 +92,16 @@ std::string AgentHost::cgroupParent() const {
   return fmt::format("flotilla-test-{}-{}", ::getpid(), options_.index);
 }
 
+::flotilla::testing::Traces AgentHost::traces() const {
+  ::flotilla::testing::Traces traces;
+  if (ns_ != nullptr) traces.namespaces.push_back(ns_->name());
+  if (veth_) traces.links.push_back(veth_->a().name);
+  traces.paths.push_back(dir_.path());
+  traces.cgroups.push_back(cgroupParent());
+  traces.command_lines.push_back(dir_.path());
+  return traces;
+}
+
 std::string AgentHost::agentLog() const {
   auto text = readFileToString(dir_.file("agent.log"));
   return text.ok() ? *text : "";

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/process.h"
 #include "flotilla/v1/agent.grpc.pb.h"
+#include "tests/support/leftovers.h"
 #include "tests/support/netns.h"
 #include "tests/support/test_env.h"
 
@@ -87,6 +88,10 @@ class AgentHost {
   std::string cgroupParent() const;
   std::string agentLog() const;
   const ::flotilla::testing::TempDir& dir() const { return dir_; }
+  // What this host makes that must be gone after it (tests/support/leftovers.h): its
+  // namespace, the root end of its veth, its directory, its cgroup, and every process started
+  // with its directory on the command line (agent, VMMs, OVS).
+  ::flotilla::testing::Traces traces() const;
 
  private:
   AgentHost(AgentHostOptions options, std::string address);

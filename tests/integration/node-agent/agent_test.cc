@@ -155,9 +155,14 @@ class AgentTest : public ::testing::Test {
     if (HasFailure() && host_ != nullptr) {
       (void)std::fprintf(stderr, "agent log:\n%s\n", host_->agentLog().c_str());
     }
+    ::flotilla::testing::Traces traces;
+    if (host_ != nullptr) traces = host_->traces();
+    if (network_ != nullptr) traces.links.push_back(network_->bridge());
     host_.reset();
     etcd_.reset();
     network_.reset();
+    // Nothing of the test is left on the machine: no namespace, link, process, file or cgroup.
+    EXPECT_THAT(::flotilla::testing::findLeftovers(traces), ::testing::IsEmpty());
   }
 
   std::unique_ptr<ClusterNetwork> network_;
