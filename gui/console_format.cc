@@ -1,7 +1,6 @@
 // Human-readable text for the console (see console_format.h).
 #include "gui/console_format.h"
 
-
 namespace flotilla::console {
 
 QString vmStateName(v1::VmState state) {
