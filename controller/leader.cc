@@ -98,7 +98,10 @@ void LeaderLoop::standBy(std::stop_token stop) {
   while (!stop.stop_requested()) {
     if (absl::Status current = view_.refresh(absl::Now()); !current.ok()) {
       log_.warn("standby: cannot read the cluster state: {}", current.message());
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      // Retry in 500 ms, but let an election that ends meanwhile take over at once.
+      for (int i = 0; i < 10 && !stop.stop_requested(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
       continue;
     }
     // Short waits: the campaign's end must not wait for the next change.
