@@ -31,7 +31,7 @@ const v1::DrainRecord* ClusterStore::drain(const QString& name) const {
 
 void ClusterStore::apply(const v1::WatchEvent& event) {
   revision_ = std::max(revision_, event.revision());
-  const QString name = qstr(event.name());
+  const QString name = fromProto(event.name());
   const bool put = event.type() == v1::WatchEvent::TYPE_PUT;
   switch (event.kind()) {
     case v1::OBJECT_KIND_HOST:

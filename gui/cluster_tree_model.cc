@@ -31,8 +31,8 @@ ClusterTreeModel::ClusterTreeModel(const ClusterStore& store, QObject* parent)
   };
   connect(&store, &ClusterStore::drainPut, this, drainChanged);
   connect(&store, &ClusterStore::drainRemoved, this, drainChanged);
-  for (const auto& [name, host] : store.hosts()) hostPut(qstr(name));
-  for (const auto& [name, vm] : store.vms()) vmPut(qstr(name));
+  for (const auto& [name, host] : store.hosts()) hostPut(fromProto(name));
+  for (const auto& [name, vm] : store.vms()) vmPut(fromProto(name));
 }
 
 ClusterTreeModel::~ClusterTreeModel() = default;
@@ -97,7 +97,7 @@ QVariant ClusterTreeModel::data(const QModelIndex& index, int role) const {
     const v1::Vm* vm = store_.vm(name);
     if (index.column() == 0) return name;
     if (vm == nullptr) return {};
-    if (role == Qt::ToolTipRole) return qstr(vm->status().message());
+    if (role == Qt::ToolTipRole) return fromProto(vm->status().message());
     return vmStateName(vm->status().state());
   }
   const Node* node = nodes_[static_cast<size_t>(index.row())].get();
@@ -148,7 +148,7 @@ ClusterTreeModel::Node* ClusterTreeModel::hostNode(const QString& host) const {
 ClusterTreeModel::Node* ClusterTreeModel::nodeFor(const QString& vm) const {
   const v1::Vm* record = store_.vm(vm);
   if (record == nullptr) return nullptr;
-  Node* node = hostNode(qstr(record->status().host()));
+  Node* node = hostNode(fromProto(record->status().host()));
   return node != nullptr ? node : unplaced();
 }
 
@@ -285,7 +285,7 @@ bool ClusterTreeModel::dropMimeData(const QMimeData* data, Qt::DropAction action
                                 .split(QLatin1Char('\n'), Qt::SkipEmptyParts);
   for (const QString& vm : names) {
     const v1::Vm* record = store_.vm(vm);
-    if (record != nullptr && qstr(record->status().host()) == target) continue;
+    if (record != nullptr && fromProto(record->status().host()) == target) continue;
     Q_EMIT migrateRequested(vm, target);
   }
   // Nothing moves here: the row moves when the Watch stream reports the VM on its new host.

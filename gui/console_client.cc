@@ -15,15 +15,6 @@ cli::ClientOptions clientOptions(const ConnectionSettings& settings) {
   return options;
 }
 
-QString statusText(const absl::Status& status) {
-  if (status.ok()) return QStringLiteral("OK");
-  if (status.message().empty()) {
-    return QString::fromStdString(absl::StatusCodeToString(status.code()));
-  }
-  return QString::fromUtf8(status.message().data(),
-                           static_cast<qsizetype>(status.message().size()));
-}
-
 ConsoleClient::ConsoleClient(cli::ClientOptions options, QObject* parent)
     : QObject(parent), options_(std::move(options)) {
   // A few calls at once: the console log's polling must not wait behind a slow action.

@@ -26,9 +26,6 @@ namespace flotilla::console {
 // The client options for `settings` (plaintext or TLS files; clusterctl's timeouts).
 cli::ClientOptions clientOptions(const ConnectionSettings& settings);
 
-// The text shown for an error: the server's message (the code only when there is none).
-QString statusText(const absl::Status& status);
-
 class ConsoleClient : public QObject {
   Q_OBJECT
 

@@ -11,10 +11,6 @@
 
 namespace flotilla::console {
 
-inline QString qstr(const std::string& text) {
-  return QString::fromStdString(text);
-}
-
 QString vmStateName(v1::VmState state);      // "running"
 QString hostStateName(v1::HostState state);  // "ready"
 QString severityName(v1::Event::Severity severity);

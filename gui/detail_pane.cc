@@ -42,7 +42,8 @@ class Html {
 
 QString labelsText(const google::protobuf::Map<std::string, std::string>& labels) {
   QStringList parts;
-  for (const auto& [key, value] : labels) parts << qstr(key) + QLatin1Char('=') + qstr(value);
+  for (const auto& [key, value] : labels)
+    parts << fromProto(key) + QLatin1Char('=') + fromProto(value);
   parts.sort();
   return parts.isEmpty() ? QStringLiteral("-") : parts.join(QStringLiteral(", "));
 }
@@ -54,7 +55,7 @@ QString yesNo(bool value) {
 }  // namespace
 
 QString hostDetailsHtml(const v1::Host& host, const ClusterStore& store) {
-  Html html(QStringLiteral("Host %1").arg(qstr(host.name())));
+  Html html(QStringLiteral("Host %1").arg(fromProto(host.name())));
   const v1::HostRecord& record = host.record();
   const v1::HostStatus& status = host.status();
   html.section(QStringLiteral("State"));
@@ -62,26 +63,27 @@ QString hostDetailsHtml(const v1::Host& host, const ClusterStore& store) {
   html.row(QStringLiteral("Since"), formatTimeMillis(record.state_since_unix_ms()));
   html.row(QStringLiteral("Reporting"), yesNo(host.reporting()));
   html.row(QStringLiteral("Cordoned"),
-           record.cordoned() ? QStringLiteral("yes: %1").arg(qstr(record.cordon_reason()))
+           record.cordoned() ? QStringLiteral("yes: %1").arg(fromProto(record.cordon_reason()))
                              : QStringLiteral("no"));
-  if (const v1::DrainRecord* drain = store.drain(qstr(host.name())); drain != nullptr) {
+  if (const v1::DrainRecord* drain = store.drain(fromProto(host.name())); drain != nullptr) {
     html.row(QStringLiteral("Drain"), drainPhaseName(drain->phase()));
   }
   html.row(QStringLiteral("Labels"), labelsText(record.meta().labels()));
   html.section(QStringLiteral("Inventory"));
   html.row(QStringLiteral("CPUs"), QStringLiteral("%1 × %2")
                                        .arg(status.inventory().cpus())
-                                       .arg(qstr(status.inventory().cpu_model_name())));
+                                       .arg(fromProto(status.inventory().cpu_model_name())));
   html.row(QStringLiteral("Memory"), formatBytes(status.inventory().memory_bytes()));
   QStringList pools, networks;
-  for (const std::string& pool : status.inventory().pools()) pools << qstr(pool);
-  for (const std::string& network : status.inventory().networks()) networks << qstr(network);
+  for (const std::string& pool : status.inventory().pools()) pools << fromProto(pool);
+  for (const std::string& network : status.inventory().networks()) networks << fromProto(network);
   html.row(QStringLiteral("Pools"),
            pools.isEmpty() ? QStringLiteral("-") : pools.join(QStringLiteral(", ")));
   html.row(QStringLiteral("Networks"),
            networks.isEmpty() ? QStringLiteral("-") : networks.join(QStringLiteral(", ")));
-  html.row(QStringLiteral("Agent"), QStringLiteral("%1 (%2)").arg(qstr(status.agent_address()),
-                                                                  qstr(status.agent_version())));
+  html.row(QStringLiteral("Agent"),
+           QStringLiteral("%1 (%2)").arg(fromProto(status.agent_address()),
+                                         fromProto(status.agent_version())));
   html.section(QStringLiteral("Load"));
   html.row(QStringLiteral("CPU busy"), formatPercent(status.load().cpu_busy()));
   html.row(QStringLiteral("Load average (1 min)"),
@@ -95,7 +97,7 @@ QString hostDetailsHtml(const v1::Host& host, const ClusterStore& store) {
 }
 
 QString vmDetailsHtml(const v1::Vm& vm) {
-  Html html(QStringLiteral("VM %1").arg(qstr(vm.name())));
+  Html html(QStringLiteral("VM %1").arg(fromProto(vm.name())));
   const v1::VmSpec& spec = vm.record().spec();
   const v1::VmStatus& status = vm.status();
   html.section(QStringLiteral("Status"));
@@ -103,56 +105,59 @@ QString vmDetailsHtml(const v1::Vm& vm) {
   html.row(QStringLiteral("Wanted"),
            vm.record().want_running() ? QStringLiteral("running") : QStringLiteral("stopped"));
   html.row(QStringLiteral("Host"),
-           status.host().empty() ? QStringLiteral("-") : qstr(status.host()));
-  if (!status.message().empty()) html.row(QStringLiteral("Message"), qstr(status.message()));
-  if (!status.migration().empty()) html.row(QStringLiteral("Migration"), qstr(status.migration()));
+           status.host().empty() ? QStringLiteral("-") : fromProto(status.host()));
+  if (!status.message().empty()) html.row(QStringLiteral("Message"), fromProto(status.message()));
+  if (!status.migration().empty())
+    html.row(QStringLiteral("Migration"), fromProto(status.migration()));
   html.row(QStringLiteral("Since"), formatTimeMillis(status.state_since_unix_ms()));
   html.row(QStringLiteral("Generation"), QString::number(status.generation()));
   html.row(QStringLiteral("HA restarts"), QString::number(status.restarts()));
   for (const std::string& reason : status.unschedulable_reasons()) {
-    html.row(QStringLiteral("Unschedulable"), qstr(reason));
+    html.row(QStringLiteral("Unschedulable"), fromProto(reason));
   }
   html.section(QStringLiteral("Spec"));
   html.row(QStringLiteral("vCPUs"), QString::number(spec.vcpus()));
   html.row(QStringLiteral("Memory"), formatBytes(spec.memory_bytes()));
   html.row(QStringLiteral("CPU model"),
-           spec.cpu_model().empty() ? QStringLiteral("host") : qstr(spec.cpu_model()));
-  html.row(QStringLiteral("Kernel"), qstr(spec.boot().kernel()));
+           spec.cpu_model().empty() ? QStringLiteral("host") : fromProto(spec.cpu_model()));
+  html.row(QStringLiteral("Kernel"), fromProto(spec.boot().kernel()));
   if (!spec.boot().cmdline().empty())
-    html.row(QStringLiteral("Command line"), qstr(spec.boot().cmdline()));
+    html.row(QStringLiteral("Command line"), fromProto(spec.boot().cmdline()));
   html.row(QStringLiteral("HA"), yesNo(spec.ha()));
   html.row(QStringLiteral("Labels"), labelsText(vm.record().meta().labels()));
   html.section(QStringLiteral("Disks"));
   if (spec.disks().empty()) html.row(QStringLiteral("-"), QStringLiteral("none"));
   for (const v1::DiskSpec& disk : spec.disks()) {
-    html.row(qstr(disk.pool()) + QLatin1Char('/') + qstr(disk.volume()),
+    html.row(fromProto(disk.pool()) + QLatin1Char('/') + fromProto(disk.volume()),
              disk.read_only() ? QStringLiteral("read-only") : QStringLiteral("read-write"));
   }
   html.section(QStringLiteral("NICs"));
   if (spec.nics().empty()) html.row(QStringLiteral("-"), QStringLiteral("none"));
   for (const v1::NicSpec& nic : spec.nics()) {
-    html.row(qstr(nic.network()),
-             (nic.mac().empty() ? QStringLiteral("MAC allocated") : qstr(nic.mac())) +
+    html.row(fromProto(nic.network()),
+             (nic.mac().empty() ? QStringLiteral("MAC allocated") : fromProto(nic.mac())) +
                  (nic.offload() ? QStringLiteral(", offload") : QString()));
   }
   return html.finish();
 }
 
 QString migrationDetailsHtml(const v1::MigrationRecord& migration) {
-  Html html(QStringLiteral("Migration %1").arg(qstr(migration.meta().name())));
+  Html html(QStringLiteral("Migration %1").arg(fromProto(migration.meta().name())));
   html.section(QStringLiteral("Migration"));
-  html.row(QStringLiteral("VM"), qstr(migration.vm()));
-  html.row(QStringLiteral("Source → target"),
-           QStringLiteral("%1 → %2").arg(qstr(migration.source()),
-                                         migration.target().empty() ? QStringLiteral("(scheduler)")
-                                                                    : qstr(migration.target())));
+  html.row(QStringLiteral("VM"), fromProto(migration.vm()));
+  html.row(
+      QStringLiteral("Source → target"),
+      QStringLiteral("%1 → %2").arg(fromProto(migration.source()),
+                                    migration.target().empty() ? QStringLiteral("(scheduler)")
+                                                               : fromProto(migration.target())));
   html.row(QStringLiteral("Mode"), migration.mode() == v1::MIGRATION_MODE_COLD
                                        ? QStringLiteral("cold")
                                        : QStringLiteral("live"));
   html.row(QStringLiteral("Phase"), migrationPhaseName(migration.phase()));
-  if (!migration.message().empty()) html.row(QStringLiteral("Message"), qstr(migration.message()));
+  if (!migration.message().empty())
+    html.row(QStringLiteral("Message"), fromProto(migration.message()));
   if (!migration.drain().empty())
-    html.row(QStringLiteral("For the drain of"), qstr(migration.drain()));
+    html.row(QStringLiteral("For the drain of"), fromProto(migration.drain()));
   html.row(QStringLiteral("Progress"), formatPercent(migrationProgress(migration)));
   html.row(QStringLiteral("Sent"), formatBytes(migration.bytes_sent()));
   html.row(QStringLiteral("Remaining"), formatBytes(migration.remaining_bytes()));

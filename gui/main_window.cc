@@ -279,7 +279,7 @@ void MainWindow::connectTo(const ConnectionSettings& settings) {
       [this](const absl::StatusOr<v1::ListEventsResponse>& events) {
         if (!events.ok()) {
           statusBar()->showMessage(
-              tr("Could not read the events: %1").arg(statusText(events.status())), 10000);
+              tr("Could not read the events: %1").arg(statusMessage(events.status())), 10000);
           return;
         }
         store_.addHistory(*events);
@@ -366,7 +366,7 @@ void MainWindow::readConsoleLog(const QString& vm, quint64 offset) {
       cli::CallKind::kRead, tr("GetVmConsoleLog %1").arg(vm), &ConsoleClient::Stub::GetVmConsoleLog,
       request, console_log_, [this, vm](const absl::StatusOr<v1::VmConsoleLog>& log) {
         if (!log.ok()) {
-          console_log_->showError(vm, statusText(log.status()));
+          console_log_->showError(vm, statusMessage(log.status()));
           return;
         }
         console_log_->appendData(vm, QByteArray::fromStdString(log->data()), log->next_offset());

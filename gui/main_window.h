@@ -18,6 +18,7 @@
 #include "gui/prompts.h"
 #include "gui/table_models.h"
 #include "gui/widgets/connection_settings.h"
+#include "gui/widgets/format.h"
 
 class QAction;
 class QDockWidget;
@@ -119,7 +120,7 @@ class MainWindow : public QMainWindow {
     client_->call<Request, Response>(cli::CallKind::kWrite, what, method, request, this,
                                      [this, what, done](const absl::StatusOr<Response>& result) {
                                        if (!result.ok()) {
-                                         actionFailed(what, statusText(result.status()));
+                                         actionFailed(what, statusMessage(result.status()));
                                          return;
                                        }
                                        actionDone(what);

@@ -133,7 +133,7 @@ void MainWindow::updateActions() {
 QMenu* MainWindow::migrateMenu(QWidget* parent, const QString& vm) {
   auto* menu = new QMenu(tr("Migrate &to"), parent);
   const v1::Vm* record = store_.vm(vm);
-  const QString source = record != nullptr ? qstr(record->status().host()) : QString();
+  const QString source = record != nullptr ? fromProto(record->status().host()) : QString();
   auto add = [this, menu, vm](const QString& text, const QString& target) {
     QAction* to = menu->addAction(text);
     connect(to, &QAction::triggered, this, [this, vm, target] { migrate(vm, target); });
@@ -142,7 +142,7 @@ QMenu* MainWindow::migrateMenu(QWidget* parent, const QString& vm) {
   add(tr("Scheduler's choice"), QString());
   menu->addSeparator();
   for (const auto& [name, host] : store_.hosts()) {
-    const QString target = qstr(name);
+    const QString target = fromProto(name);
     add(target, target)->setEnabled(target != source);
   }
   menu->setEnabled(!source.isEmpty());
@@ -209,7 +209,7 @@ void MainWindow::actionDone(const QString& what) {
 void MainWindow::createVm() {
   std::optional<v1::CreateVmClusterRequest> request = prompts_.newVm(this);
   if (!request) return;
-  write<v1::CreateVmClusterRequest, v1::Vm>(tr("CreateVm %1").arg(qstr(request->name())),
+  write<v1::CreateVmClusterRequest, v1::Vm>(tr("CreateVm %1").arg(fromProto(request->name())),
                                             &ConsoleClient::Stub::CreateVm, *request);
 }
 
@@ -244,10 +244,10 @@ void MainWindow::migrateSelected() {
   if (vm == nullptr) return;
   QStringList hosts;
   for (const auto& [name, host] : store_.hosts()) {
-    if (name != vm->status().host()) hosts << qstr(name);
+    if (name != vm->status().host()) hosts << fromProto(name);
   }
   std::optional<QString> target =
-      prompts_.migrationTarget(this, selected_vm_, qstr(vm->status().host()), hosts);
+      prompts_.migrationTarget(this, selected_vm_, fromProto(vm->status().host()), hosts);
   if (!target) return;
   migrate(selected_vm_, *target);
 }
@@ -259,12 +259,12 @@ void MainWindow::migrate(const QString& vm, const QString& target) {
   request.set_mode(v1::MIGRATION_MODE_LIVE);
   const QString what =
       target.isEmpty() ? tr("MigrateVm %1").arg(vm) : tr("MigrateVm %1 to %2").arg(vm, target);
-  write<v1::MigrateVmRequest, v1::MigrationRecord>(what, &ConsoleClient::Stub::MigrateVm, request,
-                                                   [this](const v1::MigrationRecord& migration) {
-                                                     // Follow it: the migrations tab and its chart.
-                                                     tabs_->setCurrentWidget(migration_table_);
-                                                     selectMigration(qstr(migration.meta().name()));
-                                                   });
+  write<v1::MigrateVmRequest, v1::MigrationRecord>(
+      what, &ConsoleClient::Stub::MigrateVm, request, [this](const v1::MigrationRecord& migration) {
+        // Follow it: the migrations tab and its chart.
+        tabs_->setCurrentWidget(migration_table_);
+        selectMigration(fromProto(migration.meta().name()));
+      });
 }
 
 void MainWindow::cancelMigration() {
@@ -321,7 +321,7 @@ void MainWindow::rebalance() {
       cli::CallKind::kRead, tr("PlanRebalance"), &ConsoleClient::Stub::PlanRebalance,
       v1::PlanRebalanceRequest(), this, [this](const absl::StatusOr<v1::RebalancePlan>& plan) {
         if (!plan.ok()) {
-          actionFailed(tr("PlanRebalance"), statusText(plan.status()));
+          actionFailed(tr("PlanRebalance"), statusMessage(plan.status()));
           return;
         }
         prompts_.rebalancePlan(this, *plan, [this] {

@@ -93,7 +93,8 @@ QVariant HostTableModel::cell(const QString& name, int column, int role) const {
   if (role == Qt::TextAlignmentRole && column >= kCpus) {
     return QVariant::fromValue(Qt::AlignRight | Qt::AlignVCenter);
   }
-  if (role == Qt::ToolTipRole && column == kCordoned) return qstr(host->record().cordon_reason());
+  if (role == Qt::ToolTipRole && column == kCordoned)
+    return fromProto(host->record().cordon_reason());
   if (role != Qt::DisplayRole) return {};
   switch (column) {
     case kName:
@@ -140,7 +141,7 @@ VmTableModel::VmTableModel(const ClusterStore& store, QObject* parent)
 QVariant VmTableModel::cell(const QString& name, int column, int role) const {
   const v1::Vm* vm = store_.vm(name);
   if (vm == nullptr) return {};
-  if (role == Qt::ToolTipRole && column == kState) return qstr(vm->status().message());
+  if (role == Qt::ToolTipRole && column == kState) return fromProto(vm->status().message());
   if (role == Qt::TextAlignmentRole && (column == kVcpus || column == kMemory)) {
     return QVariant::fromValue(Qt::AlignRight | Qt::AlignVCenter);
   }
@@ -152,7 +153,7 @@ QVariant VmTableModel::cell(const QString& name, int column, int role) const {
     case kState:
       return vmStateName(vm->status().state());
     case kHost:
-      return qstr(vm->status().host());
+      return fromProto(vm->status().host());
     case kVcpus:
       return spec.vcpus();
     case kMemory:
@@ -188,11 +189,11 @@ QVariant MigrationTableModel::cell(const QString& name, int column, int role) co
   if (role != Qt::DisplayRole) return {};
   switch (column) {
     case kVm:
-      return qstr(migration->vm());
+      return fromProto(migration->vm());
     case kRoute:
       return QStringLiteral("%1 → %2").arg(
-          qstr(migration->source()),
-          migration->target().empty() ? tr("(scheduler)") : qstr(migration->target()));
+          fromProto(migration->source()),
+          migration->target().empty() ? tr("(scheduler)") : fromProto(migration->target()));
     case kPhase:
       return migrationPhaseName(migration->phase());
     case kProgress:
@@ -202,7 +203,7 @@ QVariant MigrationTableModel::cell(const QString& name, int column, int role) co
                  ? QStringLiteral("%1 ms").arg(migration->downtime_ms(), 0, 'f', 1)
                  : QString();
     case kMessage:
-      return qstr(migration->message());
+      return fromProto(migration->message());
     default:
       return {};
   }
@@ -258,13 +259,13 @@ QVariant EventTableModel::data(const QModelIndex& index, int role) const {
     case 1:
       return severityName(event.severity());
     case 2:
-      return qstr(event.kind());
+      return fromProto(event.kind());
     case 3:
-      return qstr(event.object());
+      return fromProto(event.object());
     case 4:
-      return qstr(event.reason());
+      return fromProto(event.reason());
     case 5:
-      return qstr(event.message());
+      return fromProto(event.message());
     default:
       return {};
   }

@@ -188,10 +188,6 @@ void IscsiBackend::submit(std::span<BlockRequest> requests) {
 // then wakes only for the replies, one thread hop less per request (most of a request's
 // time at queue depth 1). Otherwise the requests go through the service thread.
 bool IscsiBackend::submitDirectly(std::span<BlockRequest> requests) {
-  // libiscsi writes to the socket with writev() on this (the caller's) thread: a target that
-  // has gone must fail the write, not kill the process (the service thread blocks SIGPIPE
-  // for its whole life; callers' threads are not ours to change for longer).
-  SigpipeGuard no_sigpipe;
   if (!service_mu_.TryLock()) return false;
   if (link_ != Link::kConnected || shutting_down_ || !ready_.empty()) {
     service_mu_.Unlock();
@@ -201,7 +197,13 @@ bool IscsiBackend::submitDirectly(std::span<BlockRequest> requests) {
     accept(Incoming{std::move(request), CommandKind::kRead, nullptr});
   }
   issueReady();
-  flushOutgoing();
+  {
+    // libiscsi writes to the socket with writev() on this (the caller's) thread: a target
+    // that has gone must fail the write, not kill the process (the service thread blocks
+    // SIGPIPE for its whole life; callers' threads are not ours to change for longer).
+    SigpipeGuard no_sigpipe;
+    flushOutgoing();
+  }
   // The service thread must look again when there is something for it to do: completions to
   // deliver (requests refused at once), a session that broke, bytes the socket did not take.
   const bool wake =

@@ -61,7 +61,9 @@ QString formatTimeMillis(qint64 unix_ms) {
 }
 
 QString statusMessage(const absl::Status& status) {
+  if (status.ok()) return QStringLiteral("OK");
   const auto message = status.message();
+  if (message.empty()) return QString::fromStdString(absl::StatusCodeToString(status.code()));
   return QString::fromUtf8(message.data(), static_cast<qsizetype>(message.size()));
 }
 

@@ -28,7 +28,7 @@ QString drainVmStateName(v1::DrainVm::State state);
 inline QString fromProto(const std::string& text) {
   return QString::fromStdString(text);
 }
-// A status's message (without its code) for a label.
+// A status's message (without its code) for a label; the code's name when it has no message.
 QString statusMessage(const absl::Status& status);
 
 }  // namespace flotilla::console
