@@ -149,14 +149,14 @@ absl::StatusOr<KeyValue> Observation::next(absl::Duration timeout) {
 void Observation::run() {
   Backoff backoff;
   while (!worker_.stopping()) {
-    if (streamOnce()) break;
+    if (streamOnce(backoff)) break;
     reconnects_.fetch_add(1);
     if (!worker_.sleepFor(backoff.next())) break;
   }
   queue_.finish(absl::CancelledError(fmt::format("observation of election {} ended", name_)));
 }
 
-bool Observation::streamOnce() {
+bool Observation::streamOnce(Backoff& backoff) {
   EtcdClient::Member member = client_.currentMember();
   if (!client_.connectMember(member)) {
     client_.memberFailed(member);
@@ -171,6 +171,7 @@ bool Observation::streamOnce() {
   auto stream = v3electionpb::Election::NewStub(member.channel)->Observe(&context, request);
   v3electionpb::LeaderResponse response;
   while (stream->Read(&response)) {
+    backoff.reset();  // a member that answers: the next failure retries soon
     KeyValue kv = KeyValue::fromProto(response.kv());
     // After a reconnection the member starts with the current leader again: skip it if it
     // was the last one delivered.

@@ -47,7 +47,9 @@ class Observation {
 
  private:
   void run();
-  bool streamOnce();
+  // One stream on one member, until it breaks (false) or the observation ends (true); resets
+  // `backoff` once the member answered.
+  bool streamOnce(Backoff& backoff);
 
   EtcdClient& client_;
   const std::string name_;

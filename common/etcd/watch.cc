@@ -34,14 +34,14 @@ absl::StatusOr<WatchBatch> Watch::next(absl::Duration timeout) {
 void Watch::run() {
   Backoff backoff;
   while (!worker_.stopping()) {
-    if (streamOnce()) return;
+    if (streamOnce(backoff)) return;
     reconnects_.fetch_add(1);
     if (!worker_.sleepFor(backoff.next())) break;
   }
   queue_.finish(absl::CancelledError(fmt::format("etcd watch on {} was cancelled", options_.key)));
 }
 
-bool Watch::streamOnce() {
+bool Watch::streamOnce(Backoff& backoff) {
   EtcdClient::Member member = client_.currentMember();
   if (!client_.connectMember(member)) {
     client_.memberFailed(member);
@@ -86,6 +86,7 @@ bool Watch::streamOnce() {
         break;
       }
       if (response.created()) {
+        backoff.reset();  // a member that took the watch: the next failure retries soon
         // With start revision 0 the watch begins after the revision current at creation.
         if (next_revision_ == 0) next_revision_ = response.header().revision() + 1;
         continue;

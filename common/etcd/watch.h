@@ -57,8 +57,9 @@ class Watch {
 
  private:
   void run();
-  // One stream on one member, until it breaks (false) or the watch ends (true).
-  bool streamOnce();
+  // One stream on one member, until it breaks (false) or the watch ends (true); resets
+  // `backoff` once the member took the watch.
+  bool streamOnce(Backoff& backoff);
 
   EtcdClient& client_;
   const WatchOptions options_;

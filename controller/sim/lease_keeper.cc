@@ -136,8 +136,11 @@ void LeaseKeeper::run(Stream& stream) {
   absl::Time stay_until = absl::InfinitePast();
   etcd::Backoff backoff;
   while (!stream.worker.stopping()) {
-    const StreamEnd end = streamOnce(stream, member, stay_until);
+    bool renewed = false;
+    const StreamEnd end = streamOnce(stream, member, stay_until, renewed);
     if (end == StreamEnd::kStopped || stream.worker.stopping()) return;
+    // A stream that renewed its leases before it failed starts the pauses over.
+    if (renewed) backoff.reset();
     {
       absl::MutexLock lock(&mu_);
       ++stats_.reconnects;
@@ -155,8 +158,8 @@ void LeaseKeeper::run(Stream& stream) {
   }
 }
 
-LeaseKeeper::StreamEnd LeaseKeeper::streamOnce(Stream& stream, size_t member,
-                                               absl::Time stay_until) {
+LeaseKeeper::StreamEnd LeaseKeeper::streamOnce(Stream& stream, size_t member, absl::Time stay_until,
+                                               bool& renewed) {
   const std::string& endpoint = options_.endpoints[member];
   if (!waitConnected(*channels_[member], options_.channel.connect_timeout)) {
     log_.limited(warnings_, LogLevel::kWarn,
@@ -233,6 +236,7 @@ LeaseKeeper::StreamEnd LeaseKeeper::streamOnce(Stream& stream, size_t member,
       end = StreamEnd::kFailed;
       break;
     }
+    renewed = true;
     const absl::Duration spent = absl::Now() - round_start;
     if (spent < options_.interval && !stream.worker.sleepFor(options_.interval - spent)) break;
   }

@@ -87,7 +87,8 @@ class LeaseKeeper {
   void run(Stream& stream);
   // One stream on one member until it ends; it follows the leader elsewhere only after
   // `stay_until` (a stream that fell back from a failed leader stays on its fallback a while).
-  StreamEnd streamOnce(Stream& stream, size_t member, absl::Time stay_until);
+  // Sets `renewed` once a round of renewals was answered.
+  StreamEnd streamOnce(Stream& stream, size_t member, absl::Time stay_until, bool& renewed);
   void onResponse(Stream& stream, const etcdserverpb::LeaseKeepAliveResponse& response);
   // Asks the members which one leads; updates preferred_.
   void watchLeader();

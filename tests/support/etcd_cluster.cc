@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "common/clock.h"
 #include "common/etcd/client.h"
 #include "common/status.h"
@@ -14,6 +15,11 @@
 #include "fmt/ranges.h"
 
 namespace flotilla::testing {
+namespace {
+
+constexpr int kStartAttempts = 3;
+
+}  // namespace
 
 EtcdCluster::EtcdCluster(std::string etcd_binary, std::vector<Member> members, std::string address)
     : etcd_binary_(std::move(etcd_binary)),
@@ -26,22 +32,40 @@ EtcdCluster::~EtcdCluster() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members, std::string address) {
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::start(int members, std::string address,
+                                                                const PortPicker& pick_port) {
   ASSIGN_OR_RETURN(std::string etcd, findProgram("etcd", "etcd-server"));
-  std::vector<Member> list(static_cast<size_t>(members));
-  for (int i = 0; i < members; ++i) {
-    Member& member = list[static_cast<size_t>(i)];
-    member.name = fmt::format("n{}", i);
-    ASSIGN_OR_RETURN(member.client_port, pickFreePort());
-    ASSIGN_OR_RETURN(member.peer_port, pickFreePort());
+  absl::Status last;
+  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
+    std::vector<Member> list(static_cast<size_t>(members));
+    for (int i = 0; i < members; ++i) {
+      Member& member = list[static_cast<size_t>(i)];
+      member.name = fmt::format("n{}", i);
+      ASSIGN_OR_RETURN(member.client_port, pick_port());
+      ASSIGN_OR_RETURN(member.peer_port, pick_port());
+    }
+    std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(etcd, std::move(list), address));
+    last = cluster->launchAll();
+    if (last.ok()) return cluster;
+    // A port picked free can be taken before etcd binds it (by any connection's local port):
+    // start over on new ports. The failed attempt's members go with `cluster`.
+    if (!cluster->lostAPortRace()) return last;
   }
-  std::unique_ptr<EtcdCluster> cluster(
-      new EtcdCluster(std::move(etcd), std::move(list), std::move(address)));
-  for (int i = 0; i < members; ++i) RETURN_IF_ERROR(cluster->launch(i, /*initial=*/true));
-  for (int i = 0; i < members; ++i) {
-    RETURN_IF_ERROR(cluster->waitHealthy(i, absl::Seconds(60)));
+  return annotate(last,
+                  fmt::format("starting etcd ({} attempts, each on new ports)", kStartAttempts));
+}
+
+absl::Status EtcdCluster::launchAll() {
+  for (int i = 0; i < size(); ++i) RETURN_IF_ERROR(launch(i, /*initial=*/true));
+  for (int i = 0; i < size(); ++i) RETURN_IF_ERROR(waitHealthy(i, absl::Seconds(60)));
+  return absl::OkStatus();
+}
+
+bool EtcdCluster::lostAPortRace() const {
+  for (int i = 0; i < size(); ++i) {
+    if (absl::StrContains(logTail(i), "address already in use")) return true;
   }
-  return cluster;
+  return false;
 }
 
 std::string EtcdCluster::clientEndpoint(int member) const {

@@ -18,11 +18,13 @@ namespace flotilla::testing {
 class EtcdCluster {
  public:
   // Starts `members` members (election timings of 50/500 ms, so that failover takes about a
-  // second) and waits until every member answers a linearizable read.
+  // second) and waits until every member answers a linearizable read. A member that could not
+  // bind its port (taken since it was picked) starts the cluster over on new ports.
   // Members listen on `address` (an address of this host: loopback, or a bridge that test
   // namespaces reach).
-  static absl::StatusOr<std::unique_ptr<EtcdCluster>> start(int members = 3,
-                                                            std::string address = "127.0.0.1");
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> start(
+      int members = 3, std::string address = "127.0.0.1",
+      const PortPicker& pick_port = pickFreePort);
   ~EtcdCluster();
 
   int size() const { return static_cast<int>(members_.size()); }
@@ -49,6 +51,10 @@ class EtcdCluster {
 
   EtcdCluster(std::string etcd_binary, std::vector<Member> members, std::string address);
   absl::Status launch(int member, bool initial);
+  // Launches every member of a new cluster and waits until each is healthy.
+  absl::Status launchAll();
+  // Whether a member's log says that its port was taken.
+  bool lostAPortRace() const;
   std::string dataDir(int member) const;
   std::string logFile(int member) const;
 

@@ -47,21 +47,39 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-absl::StatusOr<uint16_t> pickFreePort() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return errnoStatus(errno, "socket");
+namespace {
+
+// A socket bound to a free port of 127.0.0.1 (not listening).
+absl::StatusOr<TakenPort> takePort() {
+  TakenPort taken;
+  taken.fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!taken.fd.valid()) return errnoStatus(errno, "socket");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  if (::bind(taken.fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return errnoStatus(errno, "bind 127.0.0.1:0");
   }
   socklen_t length = sizeof(addr);
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+  if (::getsockname(taken.fd.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
     return errnoStatus(errno, "getsockname");
   }
-  return ntohs(addr.sin_port);
+  taken.port = ntohs(addr.sin_port);
+  return taken;
+}
+
+}  // namespace
+
+absl::StatusOr<uint16_t> pickFreePort() {
+  ASSIGN_OR_RETURN(TakenPort taken, takePort());
+  return taken.port;
+}
+
+absl::StatusOr<TakenPort> listenOnFreePort() {
+  ASSIGN_OR_RETURN(TakenPort taken, takePort());
+  if (::listen(taken.fd.get(), 1) != 0) return errnoStatus(errno, "listen");
+  return taken;
 }
 
 absl::StatusOr<std::string> findProgram(std::string_view program, std::string_view package) {

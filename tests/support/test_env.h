@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/unique_fd.h"
 
 namespace flotilla::testing {
 
@@ -30,6 +32,15 @@ class TempDir {
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 absl::StatusOr<uint16_t> pickFreePort();
+// A socket listening on a TCP port of 127.0.0.1, which holds the port until it is closed.
+struct TakenPort {
+  UniqueFd fd;
+  uint16_t port = 0;
+};
+absl::StatusOr<TakenPort> listenOnFreePort();
+// What picks the ports of a daemon a test starts (pickFreePort; tests of a daemon's start give
+// it a taken port).
+using PortPicker = std::function<absl::StatusOr<uint16_t>()>;
 
 // The absolute path of `program` in PATH, or an error naming the Debian package to install
 // (via deploy/install-deps.sh).

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "common/clock.h"
 #include "common/command.h"
 #include "common/status.h"
@@ -130,7 +131,8 @@ TgtDaemon::~TgtDaemon() {
   (void)stop();
 }
 
-absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start(std::string address) {
+absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start(std::string address,
+                                                            const PortPicker& pick_port) {
   ASSIGN_OR_RETURN(std::string tgtd, findSbinProgram("tgtd"));
   ASSIGN_OR_RETURN(std::string tgtadm, findSbinProgram("tgtadm"));
   std::error_code error;
@@ -149,7 +151,7 @@ absl::StatusOr<std::unique_ptr<TgtDaemon>> TgtDaemon::start(std::string address)
     const int control = 1000 + static_cast<int>(random() % 31000);
     if (controlInstanceInUse(control)) continue;
     daemon->control_ = control;
-    ASSIGN_OR_RETURN(daemon->port_, pickFreePort());
+    ASSIGN_OR_RETURN(daemon->port_, pick_port());
     last = daemon->launch();
     if (last.ok()) return daemon;
   }
@@ -193,7 +195,7 @@ absl::Status TgtDaemon::launch() {
                                                 control_, portal(), exited->describe(), logTail()));
     }
     last = tgtadm({"--op", "show", "--mode", "sys"}).status();
-    if (last.ok()) return absl::OkStatus();
+    if (last.ok()) return checkPortal();
     clock.sleepFor(absl::Milliseconds(20));
   }
   (void)process_.signal(SIGKILL);
@@ -202,6 +204,21 @@ absl::Status TgtDaemon::launch() {
   return absl::DeadlineExceededError(
       fmt::format("tgtd -C {} did not answer on its control socket: {}; its output:\n{}", control_,
                   last.message(), logTail()));
+}
+
+absl::Status TgtDaemon::checkPortal() {
+  // tgtd that cannot bind its portal runs on without it (it listens on 0.0.0.0:3260 instead),
+  // and whatever holds the port would answer the test's logins.
+  absl::StatusOr<std::string> portals =
+      tgtadm({"--lld", "iscsi", "--op", "show", "--mode", "portal"});
+  if (portals.ok() && absl::StrContains(*portals, fmt::format("Portal: {},", portal()))) {
+    return absl::OkStatus();
+  }
+  const std::string output = logTail();
+  (void)kill();
+  return absl::UnavailableError(fmt::format(
+      "tgtd -C {} does not listen on its portal {} (its portals: {}); its output:\n{}", control_,
+      portal(), portals.ok() ? *portals : portals.status().ToString(), output));
 }
 
 bool TgtDaemon::running() {

@@ -85,8 +85,11 @@ class TgtTarget {
 // TgtTarget (root, the Debian package tgt).
 class TgtDaemon {
  public:
-  // Listens on `address` (an address of this host; a bridge that test namespaces reach).
-  static absl::StatusOr<std::unique_ptr<TgtDaemon>> start(std::string address = "127.0.0.1");
+  // Listens on `address` (an address of this host; a bridge that test namespaces reach). A
+  // portal that tgtd could not bind (its port was taken since it was picked) starts it over
+  // on a new port.
+  static absl::StatusOr<std::unique_ptr<TgtDaemon>> start(
+      std::string address = "127.0.0.1", const PortPicker& pick_port = pickFreePort);
   ~TgtDaemon();
   TgtDaemon(const TgtDaemon&) = delete;
   TgtDaemon& operator=(const TgtDaemon&) = delete;
@@ -115,6 +118,9 @@ class TgtDaemon {
  private:
   TgtDaemon(std::string tgtd, std::string tgtadm);
   absl::Status launch();
+  // Whether tgtd listens on portal(); kills it when not (its port was taken since it was
+  // picked).
+  absl::Status checkPortal();
   void removeControlSocket();
 
   const std::string tgtd_;

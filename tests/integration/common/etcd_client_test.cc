@@ -400,6 +400,34 @@ TEST_F(EtcdClientTest, ReadsFailOverFromADeadFirstEndpointAndErrorsNameTheEndpoi
   EXPECT_THAT(failed.status().message(), HasSubstr(cluster_->clientEndpoint(0)));
 }
 
+// A port picked free can be taken before etcd binds it: the cluster starts over on new ports.
+TEST(EtcdClusterTest, StartsOverOnNewPortsWhenAPickedPortWasTaken) {
+  // A listening socket holds the port given first.
+  auto taken = flotilla::testing::listenOnFreePort();
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  const uint16_t taken_port = taken->port;
+
+  int picked = 0;
+  auto cluster = EtcdCluster::start(1, "127.0.0.1", [&]() -> absl::StatusOr<uint16_t> {
+    return picked++ == 0 ? taken_port : flotilla::testing::pickFreePort();
+  });
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_EQ(picked, 4) << "two ports for the failed start, two for the next";
+  EXPECT_NE((*cluster)->clientEndpoint(0), fmt::format("127.0.0.1:{}", taken_port));
+  ClientOptions options;
+  options.endpoints = (*cluster)->clientEndpoints();
+  auto client = EtcdClient::connect(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_TRUE((*client)->put("/t/x", "1").ok());
+
+  // Always taken: the error says so after the last attempt.
+  auto never =
+      EtcdCluster::start(1, "127.0.0.1", [&]() -> absl::StatusOr<uint16_t> { return taken_port; });
+  ASSERT_FALSE(never.ok());
+  EXPECT_THAT(never.status().message(), HasSubstr("address already in use"));
+  EXPECT_THAT(never.status().message(), HasSubstr("attempts"));
+}
+
 TEST(EtcdClientOptionsTest, RejectsMalformedEndpoints) {
   for (const char* endpoint : {"", "localhost", "127.0.0.1:", "127.0.0.1:http", ":2379",
                                "127.0.0.1:99999", "https://127.0.0.1:2379"}) {

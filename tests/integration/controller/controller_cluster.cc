@@ -164,6 +164,7 @@ std::string ControllerCluster::logs() const {
     all += fmt::format("---- ctl-{} ----\n{}\n", replica + 1,
                        controllerLog(static_cast<int>(replica)));
   }
+  if (tgtd_) all += fmt::format("---- tgtd ({}) ----\n{}\n", tgtd_->portal(), tgtd_->logTail());
   return all;
 }
 

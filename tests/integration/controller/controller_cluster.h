@@ -50,7 +50,7 @@ class ControllerCluster {
   absl::Status killController(int replica);  // SIGKILL
   bool controllerAlive(int replica) const;
   std::string controllerLog(int replica) const;
-  std::string logs() const;  // every controller's log tail
+  std::string logs() const;  // every controller's log tail, and tgtd's
 
   agent::testing::AgentHost& host(int index) { return *hosts_[static_cast<size_t>(index)]; }
   int hostCount() const { return static_cast<int>(hosts_.size()); }

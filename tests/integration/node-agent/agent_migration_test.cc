@@ -24,6 +24,7 @@
 #include "storage/iscsi_pool.h"
 #include "tests/integration/node-agent/agent_host.h"
 #include "tests/support/etcd_cluster.h"
+#include "tests/support/leftovers.h"
 #include "tests/support/netns.h"
 #include "tests/support/tgt_target.h"
 #include "tests/support/vmm_process.h"
@@ -102,10 +103,12 @@ bool tunnelsUp(AgentHost& host) {
   return ports.ok() && ports->find("vx-") != std::string::npos;
 }
 
-TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClientProbesIt) {
+// The whole scenario; everything it makes is gone when it returns, and named in `traces`.
+void liveMigrateWhileAClientProbes(::flotilla::testing::Traces& traces) {
   ASSERT_TRUE(::flotilla::testing::requireKvm().ok()) << ::flotilla::testing::requireKvm();
   auto network = ClusterNetwork::create();
   ASSERT_TRUE(network.ok()) << network.status();
+  traces.links.push_back((*network)->bridge());
   auto etcd = EtcdCluster::start(1, (*network)->gateway());
   ASSERT_TRUE(etcd.ok()) << etcd.status();
 
@@ -114,6 +117,7 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
   auto tgtd = TgtDaemon::start((*network)->gateway());
   ASSERT_TRUE(tgtd.ok()) << tgtd.status();
   ::flotilla::testing::TempDir storage_dir;
+  traces.paths.push_back(storage_dir.path());
   SystemCommandRunner runner;
   storage::IscsiPoolOptions pool_options;
   pool_options.name = "san";
@@ -138,6 +142,14 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
                                               .tunnels = true,
                                               .extra_config = san});
     ASSERT_TRUE(host.ok()) << host.status();
+    const ::flotilla::testing::Traces host_traces = (*host)->traces();
+    for (auto [from, to] : {std::pair{&host_traces.namespaces, &traces.namespaces},
+                            std::pair{&host_traces.links, &traces.links},
+                            std::pair{&host_traces.paths, &traces.paths},
+                            std::pair{&host_traces.cgroups, &traces.cgroups},
+                            std::pair{&host_traces.command_lines, &traces.command_lines}}) {
+      to->insert(to->end(), from->begin(), from->end());
+    }
     absl::Status started = (*host)->startAgent();
     ASSERT_TRUE(started.ok()) << started;
     hosts.push_back(std::move(*host));
@@ -183,6 +195,7 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
   // The client on host A's VLAN 100.
   auto client_ns = NetNamespace::create("agmc");
   ASSERT_TRUE(client_ns.ok()) << client_ns.status();
+  traces.namespaces.push_back((*client_ns)->name());
   auto veth = VethPair::create({.ns = client_ns->get(), .name = "eth0", .cidr = "10.78.0.1/24"},
                                {.ns = &a.ns(), .name = "client0", .cidr = ""});
   ASSERT_TRUE(veth.ok()) << veth.status();
@@ -304,6 +317,13 @@ TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClient
   ::testing::Test::RecordProperty("longest_echo_gap_us",
                                   std::to_string(absl::ToInt64Microseconds(longest_gap)));
   ::testing::Test::RecordProperty("lost_probes", std::to_string(lost));
+}
+
+TEST(AgentMigrationTest, LiveMigratesAVmWithAnIscsiDiskToAnotherHostWhileAClientProbesIt) {
+  ::flotilla::testing::Traces traces;
+  liveMigrateWhileAClientProbes(traces);
+  // Nothing of the test is left on the machine: no namespace, link, process, file or cgroup.
+  EXPECT_THAT(::flotilla::testing::findLeftovers(traces), ::testing::IsEmpty());
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/command.h"
 #include "common/unique_fd.h"
+#include "fmt/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/block_backend.h"
@@ -148,6 +149,28 @@ class IscsiPoolIntegrationTest : public ::testing::Test {
   std::unique_ptr<IscsiPool> pool_;
   uint64_t next_tag_ = 1;
 };
+
+// A port picked free can be taken before tgtd binds it; tgtd then runs on without its portal.
+// The test daemon sees that and starts over on a new port.
+TEST(TgtDaemonTest, StartsOverOnANewPortWhenItsPortWasTaken) {
+  auto taken = flotilla::testing::listenOnFreePort();
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  int picked = 0;
+  auto tgtd = TgtDaemon::start("127.0.0.1", [&]() -> absl::StatusOr<uint16_t> {
+    return picked++ == 0 ? taken->port : flotilla::testing::pickFreePort();
+  });
+  ASSERT_TRUE(tgtd.ok()) << tgtd.status();
+  EXPECT_EQ(picked, 2);
+  EXPECT_NE((*tgtd)->portal(), fmt::format("127.0.0.1:{}", taken->port));
+  auto portals = (*tgtd)->tgtadm({"--lld", "iscsi", "--op", "show", "--mode", "portal"});
+  ASSERT_TRUE(portals.ok()) << portals.status();
+  EXPECT_THAT(*portals, HasSubstr("Portal: " + (*tgtd)->portal() + ","));
+
+  auto never =
+      TgtDaemon::start("127.0.0.1", [&]() -> absl::StatusOr<uint16_t> { return taken->port; });
+  ASSERT_FALSE(never.ok());
+  EXPECT_THAT(never.status().message(), HasSubstr("does not listen on its portal"));
+}
 
 TEST_F(IscsiPoolIntegrationTest, VolumesAreReachableAtTheirUrl) {
   ASSERT_TRUE(pool_->create("web1", 16 * kMiB).ok());
