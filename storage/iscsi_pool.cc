@@ -30,6 +30,15 @@ std::string_view trimRight(std::string_view s) {
   return s;
 }
 
+// tgtadm's portal lines on one line: "Portal: [::]:3260,1; Portal: 0.0.0.0:3260,1".
+std::string describePortals(std::string_view show_output) {
+  std::string out(trimRight(show_output));
+  for (size_t at = out.find('\n'); at != std::string::npos; at = out.find('\n', at)) {
+    out.replace(at, 1, "; ");
+  }
+  return out;
+}
+
 template <typename T>
 bool parseNumber(std::string_view text, T* out) {
   if (text.empty()) return false;
@@ -284,6 +293,25 @@ absl::Status validateIqnPrefix(std::string_view iqn_prefix) {
 
 std::string volumeIqn(std::string_view iqn_prefix, std::string_view volume) {
   return fmt::format("{}:{}", iqn_prefix, volume);
+}
+
+bool tgtServesPortal(std::string_view show_output, std::string_view portal) {
+  const size_t colon = portal.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string wildcard =
+      fmt::format("{}{}", portal.starts_with("[") ? "[::]" : "0.0.0.0", portal.substr(colon));
+  constexpr std::string_view kLabel = "Portal: ";
+  while (!show_output.empty()) {
+    const size_t end = std::min(show_output.find('\n'), show_output.size());
+    std::string_view line = trimRight(show_output.substr(0, end));
+    show_output.remove_prefix(std::min(end + 1, show_output.size()));
+    line.remove_prefix(std::min(line.find_first_not_of(' '), line.size()));
+    if (!line.starts_with(kLabel)) continue;
+    line.remove_prefix(kLabel.size());
+    const std::string_view served = line.substr(0, line.rfind(','));
+    if (served == portal || served == wildcard) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::string> volumeIscsiUrl(std::string_view portal, std::string_view iqn_prefix,
@@ -643,6 +671,16 @@ absl::StatusOr<IscsiReconcileReport> IscsiPool::reconcile() {
   for (const VolumeInfo& volume : volumes) files.insert(volume.name);
 
   IscsiReconcileReport report;
+  ASSIGN_OR_RETURN(std::string portals,
+                   tgtadm({"--lld", "iscsi", "--op", "show", "--mode", "portal"}));
+  if (!tgtServesPortal(portals, options_.portal)) {
+    report.failed.push_back(fmt::format(
+        "tgtd (control instance {}) does not listen on the pool's portal {}, so no VM can reach "
+        "its volumes (tgtd lists: {}); another process may hold the port: free it and restart "
+        "tgtd with --iscsi portal={}",
+        options_.tgt_control, options_.portal,
+        portals.empty() ? "no portal" : describePortals(portals), options_.portal));
+  }
   std::set<std::string> exported;
   for (const TgtTargetState& target : targets) {
     const std::string volume = volumeOfIqn(target.iqn);

@@ -55,6 +55,11 @@ struct TgtTargetState {
 // InvalidArgument (quoting the line) when the text is not in that format.
 absl::StatusOr<std::vector<TgtTargetState>> parseTgtTargets(std::string_view show_output);
 
+// Whether the portals listed by `tgtadm --lld iscsi --op show --mode portal` ("Portal:
+// ADDRESS:PORT,TPGT" lines) serve `portal` ("ADDRESS:PORT"): the same one, or the wildcard
+// address of its family on its port.
+bool tgtServesPortal(std::string_view show_output, std::string_view portal);
+
 // The "Size: N MB" that tgtd 1.0.85 shows for a LUN of `bytes` (about bytes / 10^6).
 uint64_t tgtShownMegabytes(uint64_t bytes);
 
@@ -132,7 +137,9 @@ class IscsiPool final : public VolumePool {
   // At agent start and whenever tgtd may have lost its state: creates the targets missing for
   // volume files, repairs targets whose LUN 1 or ACL differs, deletes targets of the prefix
   // whose file is gone (unless an initiator is logged in). Never touches other targets.
-  // Fails only when tgtd cannot be asked; per-volume failures are in the report.
+  // Fails only when tgtd cannot be asked; per-volume failures are in the report, and so is a
+  // tgtd that does not listen on the pool's portal (it runs on without a portal it could not
+  // bind, on 0.0.0.0:3260 instead).
   absl::StatusOr<IscsiReconcileReport> reconcile();
 
   std::string iqn(std::string_view volume) const;

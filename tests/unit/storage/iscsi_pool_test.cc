@@ -219,6 +219,11 @@ class FakeTgtd {
     absl::MutexLock lock(&mu_);
     race_tid_ = tid;
   }
+  // What `--op show --mode portal` prints.
+  void setPortals(std::string portals) {
+    absl::MutexLock lock(&mu_);
+    portals_ = std::move(portals);
+  }
   void restart() {  // tgtd restarted: its state is gone
     absl::MutexLock lock(&mu_);
     targets_.clear();
@@ -263,6 +268,7 @@ class FakeTgtd {
     const int tid = flags.count("--tid") != 0 ? std::stoi(flags["--tid"]) : 0;
     auto target = targets_.find(tid);
     if (op == "show" && mode == "target") return FakeCommandRunner::exited(0, show());
+    if (op == "show" && mode == "portal") return FakeCommandRunner::exited(0, portals_);
     if (mode == "target" && op == "new") {
       if (race_tid_ != 0) {
         targets_[race_tid_].iqn = "iqn.2026-01.org.someone:else";
@@ -363,6 +369,7 @@ class FakeTgtd {
   std::map<std::string, std::string> failures_ ABSL_GUARDED_BY(mu_);
   int lun_busy_ ABSL_GUARDED_BY(mu_) = 0;
   int race_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string portals_ ABSL_GUARDED_BY(mu_) = "Portal: 10.0.0.5:3260,1\n";
 };
 
 class IscsiPoolTest : public ::testing::Test {
@@ -673,7 +680,33 @@ TEST_F(IscsiPoolTest, ReconcileRecreatesRepairsAndRemovesOnlyItsOwnTargets) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_THAT(report->created, IsEmpty());
   EXPECT_THAT(report->repaired, IsEmpty());
-  EXPECT_THAT(runner_.commandLines(), ElementsAre(cmd("--op show --mode target")));
+  EXPECT_THAT(runner_.commandLines(),
+              ElementsAre(cmd("--op show --mode target"), cmd("--op show --mode portal")));
+}
+
+TEST_F(IscsiPoolTest, ReconcileReportsATgtdThatDoesNotListenOnThePortal) {
+  ASSERT_TRUE(pool_->create("a", kMiB).ok());
+  tgtd_.restart();
+  // What tgtd 1.0.85 lists when it could not bind the portal it was given.
+  tgtd_.setPortals("Portal: [::]:3260,1\nPortal: 0.0.0.0:3261,1\n");
+  absl::StatusOr<IscsiReconcileReport> report = pool_->reconcile();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(report->created, ElementsAre("a"));  // the targets are made all the same
+  ASSERT_EQ(report->failed.size(), 1u);
+  EXPECT_THAT(report->failed[0], HasSubstr("does not listen on the pool's portal 10.0.0.5:3260"));
+  EXPECT_THAT(report->failed[0], HasSubstr("Portal: [::]:3260,1; Portal: 0.0.0.0:3261,1"));
+  EXPECT_THAT(report->failed[0], HasSubstr("--iscsi portal=10.0.0.5:3260"));
+}
+
+TEST(TgtPortalTest, APortalIsServedByItselfOrItsFamilysWildcardOnItsPort) {
+  constexpr char kDefault[] = "Portal: [::]:3260,1\nPortal: 0.0.0.0:3260,1\n";
+  EXPECT_TRUE(tgtServesPortal(kDefault, "10.0.0.5:3260"));
+  EXPECT_TRUE(tgtServesPortal(kDefault, "[fd00::5]:3260"));
+  EXPECT_FALSE(tgtServesPortal(kDefault, "10.0.0.5:3261"));
+  EXPECT_TRUE(tgtServesPortal("Portal: 10.0.0.5:3261,1\n", "10.0.0.5:3261"));
+  EXPECT_FALSE(tgtServesPortal("Portal: 10.0.0.6:3261,1\n", "10.0.0.5:3261"));
+  EXPECT_FALSE(tgtServesPortal("Portal: 10.0.0.5:32610,1\n", "10.0.0.5:3261"));
+  EXPECT_FALSE(tgtServesPortal("", "10.0.0.5:3260"));
 }
 
 TEST_F(IscsiPoolTest, ReconcileReportsFailuresAndGoesOn) {
