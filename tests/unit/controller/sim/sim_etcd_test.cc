@@ -84,6 +84,17 @@ class SimEtcdTest : public ::testing::Test {
 
   bool present(const std::string& host) { return statuses().contains(host); }
 
+  // Whether every host of `before` (and no other) has written its status since.
+  bool allWroteSince(const std::map<std::string, etcd::KeyValue>& before) {
+    std::map<std::string, etcd::KeyValue> now = statuses();
+    if (now.size() != before.size()) return false;
+    for (const auto& [host, kv] : now) {
+      auto old = before.find(host);
+      if (old == before.end() || kv.mod_revision <= old->second.mod_revision) return false;
+    }
+    return true;
+  }
+
   static flotilla::v1::HostStatus parse(const etcd::KeyValue& kv) {
     flotilla::v1::HostStatus status;
     EXPECT_TRUE(status.ParseFromString(kv.value)) << kv.key;
@@ -118,14 +129,7 @@ TEST_F(SimEtcdTest, TwoHundredHostsRegisterUnderTheirOwnLeasesAndRefresh) {
 
   // Every host rewrites its status; after several TTLs every lease still lives (one
   // keep-alive stream renews them all).
-  ASSERT_TRUE(eventually([&] {
-    std::map<std::string, etcd::KeyValue> now = statuses();
-    if (now.size() != 200u) return false;
-    for (const auto& [host, kv] : now) {
-      if (kv.mod_revision <= first[host].mod_revision) return false;
-    }
-    return true;
-  }));
+  ASSERT_TRUE(eventually([&] { return allWroteSince(first); }));
   absl::SleepFor(absl::Seconds(7));
   std::map<std::string, etcd::KeyValue> later = statuses();
   ASSERT_EQ(later.size(), 200u);
@@ -196,15 +200,8 @@ TEST_F(SimEtcdTest, LeasesLiveOnWhenTheEtcdMemberInUseIsKilled) {
   // Every host writes again once the other members have elected a leader (how long that takes
   // depends on the machine's load), and at least three TTLs pass: a lease not renewed through
   // another member would have expired.
-  EXPECT_TRUE(eventually([&] {
-    std::map<std::string, etcd::KeyValue> now = statuses();
-    if (now.size() != 50u) return false;
-    for (const auto& [host, kv] : now) {
-      if (kv.mod_revision <= before[host].mod_revision) return false;
-    }
-    return true;
-  })) << "not every host's status was written again after etcd member "
-      << member << " was killed";
+  EXPECT_TRUE(eventually([&] { return allWroteSince(before); }))
+      << "not every host's status was written again after etcd member " << member << " was killed";
   absl::SleepFor(killed + absl::Seconds(9) - absl::Now());
   std::map<std::string, etcd::KeyValue> after = statuses();
   const SimulatorStats stats = sim_->stats();
