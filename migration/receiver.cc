@@ -371,15 +371,17 @@ absl::Status MigrationReceiver::joinStreams(Connection& main, StreamAcceptor& ac
     auto stream = std::make_unique<DataStream>();
     stream->index = *index;
     stream->connection = std::move(candidate);
-    {
-      absl::MutexLock lock(&mu_);
-      connections_.push_back(stream->connection.get());
-    }
     joined[*index] = std::move(stream);
     ++count;
   }
-  for (auto& stream : joined) {
-    if (stream != nullptr) streams_.push_back(std::move(stream));
+  // Counted only once they are kept: streams of a join that failed go with `joined`.
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& stream : joined) {
+      if (stream == nullptr) continue;
+      connections_.push_back(stream->connection.get());
+      streams_.push_back(std::move(stream));
+    }
   }
   log_.info("{} data streams from {} joined", count, main.peer());
   return absl::OkStatus();

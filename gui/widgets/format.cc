@@ -1,6 +1,8 @@
 // Human-readable numbers and names for flotilla-console (see format.h).
 #include "gui/widgets/format.h"
 
+#include "cli/output.h"
+
 #include <QDateTime>
 #include <QLocale>
 #include <algorithm>
@@ -67,55 +69,21 @@ QString statusMessage(const absl::Status& status) {
   return QString::fromUtf8(message.data(), static_cast<qsizetype>(message.size()));
 }
 
+QString enumText(std::string_view name, std::string_view prefix, const QString& unknown) {
+  const std::string word = cli::enumWord(name, prefix);
+  return word == "-" ? unknown : QString::fromStdString(word).toLower();
+}
+
 QString migrationPhaseName(v1::MigrationPhase phase) {
-  switch (phase) {
-    case v1::MIGRATION_PHASE_PENDING:
-      return QStringLiteral("pending");
-    case v1::MIGRATION_PHASE_PREPARING:
-      return QStringLiteral("preparing");
-    case v1::MIGRATION_PHASE_TRANSFERRING:
-      return QStringLiteral("transferring");
-    case v1::MIGRATION_PHASE_SWITCHING:
-      return QStringLiteral("switching");
-    case v1::MIGRATION_PHASE_SUCCEEDED:
-      return QStringLiteral("succeeded");
-    case v1::MIGRATION_PHASE_FAILED:
-      return QStringLiteral("failed");
-    case v1::MIGRATION_PHASE_CANCELLED:
-      return QStringLiteral("cancelled");
-    default:
-      return QStringLiteral("unknown");
-  }
+  return enumText(v1::MigrationPhase_Name(phase), "MIGRATION_PHASE_");
 }
 
 QString drainPhaseName(v1::DrainPhase phase) {
-  switch (phase) {
-    case v1::DRAIN_PHASE_RUNNING:
-      return QStringLiteral("running");
-    case v1::DRAIN_PHASE_SUCCEEDED:
-      return QStringLiteral("succeeded");
-    case v1::DRAIN_PHASE_FAILED:
-      return QStringLiteral("failed");
-    case v1::DRAIN_PHASE_CANCELLED:
-      return QStringLiteral("cancelled");
-    default:
-      return QStringLiteral("unknown");
-  }
+  return enumText(v1::DrainPhase_Name(phase), "DRAIN_PHASE_");
 }
 
 QString drainVmStateName(v1::DrainVm::State state) {
-  switch (state) {
-    case v1::DrainVm::STATE_WAITING:
-      return QStringLiteral("waiting");
-    case v1::DrainVm::STATE_MIGRATING:
-      return QStringLiteral("migrating");
-    case v1::DrainVm::STATE_DONE:
-      return QStringLiteral("done");
-    case v1::DrainVm::STATE_FAILED:
-      return QStringLiteral("failed");
-    default:
-      return QStringLiteral("unknown");
-  }
+  return enumText(v1::DrainVm::State_Name(state), "STATE_");
 }
 
 }  // namespace flotilla::console

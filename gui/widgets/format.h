@@ -4,6 +4,7 @@
 
 #include <QString>
 #include <QtGlobal>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "flotilla/v1/cluster_state.pb.h"
@@ -18,6 +19,12 @@ QString formatByteRate(double bytes_per_second);
 QString formatPercent(double fraction);
 // Local time "HH:mm:ss" (with the date when it is not today); "-" for 0.
 QString formatTimeMillis(qint64 unix_ms);
+
+// An enum value's protobuf name as one lower-case word, as clusterctl spells it but in lower
+// case ("MIGRATION_PHASE_TRANSFERRING", "MIGRATION_PHASE_" → "transferring"); `unknown` for
+// the unspecified value and values this build does not know.
+QString enumText(std::string_view name, std::string_view prefix,
+                 const QString& unknown = QStringLiteral("unknown"));
 
 // "pending", "transferring", ...; "unknown" for values this build does not know.
 QString migrationPhaseName(v1::MigrationPhase phase);

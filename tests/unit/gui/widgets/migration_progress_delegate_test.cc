@@ -129,6 +129,8 @@ class MigrationProgressDelegateTest : public QObject {
     QCOMPARE(migrationPhaseName(v1::MIGRATION_PHASE_SWITCHING), QStringLiteral("switching"));
     QCOMPARE(drainPhaseName(v1::DRAIN_PHASE_CANCELLED), QStringLiteral("cancelled"));
     QCOMPARE(drainVmStateName(v1::DrainVm::STATE_FAILED), QStringLiteral("failed"));
+    QCOMPARE(migrationPhaseName(v1::MIGRATION_PHASE_UNSPECIFIED), QStringLiteral("unknown"));
+    QCOMPARE(migrationPhaseName(static_cast<v1::MigrationPhase>(999)), QStringLiteral("unknown"));
   }
 };
 
